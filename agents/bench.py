@@ -1,0 +1,159 @@
+"""``run_rl.py bench agents``: training-step time and acting latency of every backbone and layout.
+
+Training: one AdamW update (forward, masked MSE, backward, clip, step) on a random batch of B windows of K steps,
+DT's model size (128 wide, 3 layers, dropout 0.1), obs 11 / act 3 (Hopper). Acting: ``DecisionPolicy.act`` for
+n parallel slots at context K, in window mode (rerun K steps) and recurrent mode (one step), after a warm-up
+long enough to fill the window. Median over repeats; JSON out plus a printed table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.config import BACKBONE_NAMES, LAYOUTS, RECURRENT_BACKBONES, TrainConfig
+from agents.decision import masked_mse
+from agents.policy import DecisionPolicy
+
+__all__ = ["add_bench_args", "bench_acting", "bench_train_step", "run_bench"]
+
+OBS_DIM, ACT_DIM = 11, 3
+
+
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbones", nargs="+", default=list(BACKBONE_NAMES), choices=BACKBONE_NAMES)
+    p.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS)
+    p.add_argument("--contexts", type=int, nargs="+", default=[20, 200], help="K values for the training step")
+    p.add_argument("--batch-size", type=int, default=64, help="training batch (DT: 64)")
+    p.add_argument("--repeat", type=int, default=5, help="timed repetitions per case (median reported)")
+    p.add_argument("--acting-envs", type=int, default=10, help="parallel slots for the acting latency")
+    p.add_argument("--acting-context", type=int, default=20, help="K for the acting latency")
+    p.add_argument("--acting-steps", type=int, default=50, help="timed act() calls per case")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--skip-train", action="store_true", help="only measure acting")
+    p.add_argument("--skip-acting", action="store_true", help="only measure training steps")
+    p.add_argument("--out", default="bench_out/agents.json", help="JSON output file")
+
+
+def _model(backbone: str, layout: str, dim: int, depth: int, dropout: float = 0.1) -> torch.nn.Module:
+    from agents.trainer import build_model
+
+    cfg = TrainConfig(backbone=backbone, layout=layout, dim=dim, depth=depth, dropout=dropout)
+    return build_model(cfg, OBS_DIM, ACT_DIM)
+
+
+def bench_train_step(
+    backbone: str, layout: str, K: int, batch_size: int = 64, repeat: int = 5, dim: int = 128, depth: int = 3
+) -> dict[str, Any]:
+    """Median seconds of one training update; returns a JSON-ready row."""
+    torch.manual_seed(0)
+    model = _model(backbone, layout, dim, depth).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    B = batch_size
+    batch = {
+        "states": torch.randn(B, K, OBS_DIM),
+        "actions": torch.rand(B, K, ACT_DIM) * 2 - 1,
+        "rtg": torch.rand(B, K) * 3000,
+        "timesteps": torch.randint(0, 1000 - K, (B, 1)) + torch.arange(K),
+        "mask": torch.ones(B, K, dtype=torch.bool),
+    }
+    batch["mask"][: B // 4, : K // 4] = False  # some left padding, as sampled windows have
+
+    def update() -> None:
+        pred, _ = model(batch["states"], batch["actions"], batch["rtg"], batch["timesteps"], batch["mask"])
+        loss = masked_mse(pred, batch["actions"], batch["mask"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        opt.step()
+
+    update()  # warm-up (allocations, numba compilation)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        update()
+        times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    tokens = B * K * (3 if layout == "interleaved" else 1)
+    return {
+        "backbone": backbone, "layout": layout, "K": K, "batch": B, "ms_per_step": 1e3 * sec,
+        "tokens_per_s": tokens / sec, "params": sum(p.numel() for p in model.parameters()),
+    }  # fmt: skip
+
+
+def bench_acting(
+    backbone: str, layout: str, mode: str, n_envs: int = 10, K: int = 20, steps: int = 50, dim: int = 128, depth: int = 3
+) -> dict[str, Any]:
+    """Median milliseconds per ``act`` call for n slots, after K + 5 warm-up calls."""
+    torch.manual_seed(0)
+    policy = DecisionPolicy(_model(backbone, layout, dim, depth), 3600.0, mode, K)
+    policy.reset(n_envs)
+    rng = np.random.default_rng(0)
+    done = np.ones(n_envs, dtype=bool)
+    reward = np.zeros(n_envs)
+    times = []
+    for i in range(K + 5 + steps):
+        obs = rng.standard_normal((n_envs, OBS_DIM))
+        t0 = time.perf_counter()
+        policy.act(obs, reward, done)
+        if i >= K + 5:
+            times.append(time.perf_counter() - t0)
+        done, reward = np.zeros(n_envs, dtype=bool), rng.random(n_envs)
+    return {"backbone": backbone, "layout": layout, "mode": mode, "n_envs": n_envs, "K": K,
+            "ms_per_step": 1e3 * statistics.median(times)}  # fmt: skip
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    fmt = [max(len(c), *(len(_cell(r[c])) for r in rows)) for c in cols]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, fmt, strict=True))]
+    lines += ["  ".join(_cell(r[c]).ljust(w) for c, w in zip(cols, fmt, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def _cell(v: Any) -> str:
+    return f"{v:.1f}" if isinstance(v, float) and v >= 100 else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the benchmark ``args`` describes, print tables, write JSON to ``args.out``."""
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    out: dict[str, Any] = {
+        "meta": {"threads": threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+                 "cpu_count": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S")},
+        "train": [], "acting": [],
+    }  # fmt: skip
+    if not args.skip_train:
+        for K in args.contexts:
+            for layout in args.layouts:
+                for backbone in args.backbones:
+                    row = bench_train_step(backbone, layout, K, args.batch_size, args.repeat, args.dim, args.depth)
+                    out["train"].append(row)
+                    print(f"train {backbone:11s} {layout:11s} K={K:<4d} {row['ms_per_step']:8.1f} ms/step", flush=True)
+        print("\n" + _table(out["train"], ["backbone", "layout", "K", "batch", "ms_per_step", "tokens_per_s"]))
+    if not args.skip_acting:
+        for layout in args.layouts:
+            for backbone in args.backbones:
+                modes = ("window", "recurrent") if backbone in RECURRENT_BACKBONES else ("window",)
+                for mode in modes:
+                    out["acting"].append(
+                        bench_acting(backbone, layout, mode, args.acting_envs, args.acting_context,
+                                     args.acting_steps, args.dim, args.depth)  # fmt: skip
+                    )
+        print("\n" + _table(out["acting"], ["backbone", "layout", "mode", "n_envs", "K", "ms_per_step"]))
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"\nwritten: {path}")
+    return out

@@ -1,0 +1,291 @@
+"""TrainConfig: every hyperparameter of a Decision-agent run, loaded from YAML and overridable on the CLI.
+
+Defaults follow the Decision Transformer (kzl/decision-transformer, gym/experiment.py; ANCHORS §2). A YAML file
+holds any subset of the fields, plus an optional ``base:`` key naming another YAML file (relative to it) whose
+values it extends. Overrides are ``key=value`` strings; values are parsed as YAML scalars or lists and then
+checked against the field's type.
+
+>>> cfg = load_config(None, ["backbone=minlstm", "target_returns=[3600, 1800]", "lr=3e-4"])
+>>> cfg.backbone, cfg.target_returns, cfg.lr
+('minlstm', (3600.0, 1800.0), 0.0003)
+>>> load_config(None, ["contxt_len=5"])  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+ValueError: unknown config key 'contxt_len' (did you mean 'context_len'?); valid keys: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ACTING_MODES",
+    "BACKBONE_NAMES",
+    "DEFAULT_TARGETS",
+    "LAYOUTS",
+    "RECURRENT_BACKBONES",
+    "TRAIN_MODES",
+    "TrainConfig",
+    "apply_overrides",
+    "config_keys",
+    "load_config",
+    "load_yaml",
+]
+
+BACKBONE_NAMES: tuple[str, ...] = ("mingru", "minlstm", "gru", "lstm", "transformer")
+RECURRENT_BACKBONES: tuple[str, ...] = ("mingru", "minlstm", "gru", "lstm")
+LAYOUTS: tuple[str, ...] = ("interleaved", "stacked")
+ACTING_MODES: tuple[str, ...] = ("window", "recurrent")
+TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in")
+#: DT's evaluation targets (returns-to-go at t=0) per D4RL env (ANCHORS §2).
+DEFAULT_TARGETS: dict[str, tuple[float, ...]] = {
+    "hopper": (3600.0, 1800.0),
+    "halfcheetah": (12000.0, 6000.0),
+    "walker2d": (5000.0, 2500.0),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Never mutated: derive variants with ``dataclasses.replace``."""
+
+    # --- data ---
+    dataset: str = ""  # dataset spec: "minari:<id>" or "d4rl:<path.hdf5>"
+    env: str = ""  # Gymnasium id or shorthand to evaluate on; "" = the env the dataset names
+    # --- model (agents/decision.py) ---
+    backbone: str = "mingru"  # sequence model: mingru, minlstm, gru, lstm or transformer
+    layout: str = "interleaved"  # tokens: "interleaved" (RTG, s, a per step, as DT) or "stacked" (one per step)
+    context_len: int = 20  # K, steps per training window and per acting window (DT: 20)
+    dim: int = 128  # token width (DT: 128)
+    depth: int = 3  # backbone layers (DT: 3)
+    n_heads: int = 1  # attention heads, transformer only (DT: 1)
+    dropout: float = 0.1  # dropout in the embedding and the backbone (DT: 0.1)
+    max_ep_len: int = 1000  # size of the learned timestep embedding; timesteps beyond are clamped (DT: 1000)
+    rtg_scale: float = 1000.0  # returns-to-go are divided by this before embedding (DT: 1000)
+    # --- optimisation ---
+    steps: int = 100_000  # gradient updates (DT: 100k)
+    batch_size: int = 64  # windows per update (DT: 64)
+    lr: float = 1e-4  # AdamW peak learning rate (DT: 1e-4)
+    weight_decay: float = 1e-4  # AdamW weight decay (DT: 1e-4)
+    warmup_steps: int = 10_000  # linear learning-rate warm-up from lr/warmup_steps to lr (DT: 10k)
+    grad_clip: float = 0.25  # max global grad norm; 0 disables clipping (DT: 0.25)
+    train_mode: str = "window"  # window (random windows, DT), episode_start, segments or burn_in
+    segment_len: int = 1000  # train_mode=segments: steps per segment (right-padded episodes)
+    burn_in: int = 20  # train_mode=burn_in: steps run without gradient before each window
+    # --- acting and evaluation ---
+    acting_mode: str = "window"  # "window" (rerun last K steps, DT) or "recurrent" (carry state, O(1)/step)
+    target_returns: tuple[float, ...] = ()  # evaluation returns-to-go at t=0; [] = DT's for the env
+    eval_every: int = 10_000  # steps between evaluations; 0 = only at the end
+    eval_episodes: int = 10  # episodes per target per evaluation
+    eval_envs: int = 10  # parallel environments per evaluation
+    eval_seed: int = 10_000  # episode k of an evaluation uses env reset seed eval_seed + k
+    eval_max_steps: int = 1000  # episode cap during evaluation (1000 as in D4RL)
+    # --- runtime ---
+    seed: int = 0  # seeds torch, numpy and the window sampler
+    threads: int = 0  # torch intra-op threads; 0 = all cores
+    device: str = "cpu"  # torch device for training and acting: "cpu", "cuda", "cuda:1" or "auto"
+    bf16: bool = False  # bf16 autocast for the forward pass
+    compile: bool = False  # torch.compile the model for training
+    scan_backend: str = "auto"  # minrnn scan back-end: auto, sequential, logspace, cpu or triton
+    log_every: int = 100  # steps between train/ and perf/ scalars
+    histogram_every: int = 5_000  # steps between action histograms; 0 disables them
+    checkpoint_every: int = 5_000  # steps between resumable checkpoints; 0 = only at the end
+    progress: bool = True  # show a tqdm progress bar
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Backbone tokens per environment step: 3 for interleaved, 1 for stacked."""
+        return 3 if self.layout == "interleaved" else 1
+
+    def validate(self) -> TrainConfig:
+        """Return self, or raise ValueError naming the bad value and the fix."""
+        _check_choice("backbone", self.backbone, BACKBONE_NAMES)
+        _check_choice("layout", self.layout, LAYOUTS)
+        _check_choice("acting_mode", self.acting_mode, ACTING_MODES)
+        _check_choice("train_mode", self.train_mode, TRAIN_MODES)
+        positive = ("context_len", "dim", "depth", "n_heads", "max_ep_len", "steps", "batch_size", "segment_len")
+        positive += ("eval_episodes", "eval_envs", "eval_max_steps")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}: set e.g. --set {key}=...")
+        for key in ("lr", "rtg_scale"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        nonneg = ("weight_decay", "grad_clip", "warmup_steps", "burn_in", "eval_every", "threads")
+        for key in nonneg + ("log_every", "histogram_every", "checkpoint_every"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        if self.backbone == "transformer" and self.acting_mode == "recurrent":
+            raise ValueError(
+                "acting_mode='recurrent' needs a recurrent backbone "
+                f"{list(RECURRENT_BACKBONES)}; the transformer acts with acting_mode='window'"
+            )
+        if self.backbone == "transformer" and self.train_mode == "burn_in":
+            raise ValueError("train_mode='burn_in' needs a recurrent backbone; use 'window' for the transformer")
+        if self.train_mode == "burn_in" and self.burn_in < 1:
+            raise ValueError(f"train_mode='burn_in' needs burn_in >= 1, got {self.burn_in}")
+        return self
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{key}={value!r} is not valid{hint}; use one of {list(choices)}")
+
+
+def config_keys() -> list[str]:
+    """Names of every TrainConfig field, in declaration order."""
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def _unknown_key(key: str) -> ValueError:
+    keys = config_keys()
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(keys)}")
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` (from YAML or a CLI string) to the type of field ``key``; ValueError if impossible."""
+    types_ = _field_types()
+    if key not in types_:
+        raise _unknown_key(key)
+    want = types_[key]
+    if isinstance(value, str) and want in (int, float):
+        try:  # YAML 1.1 reads "3e-4" as a string; Python's float() does not
+            value = float(value) if want is float else int(value)
+        except ValueError:
+            pass
+    if isinstance(value, str) and want is not str:
+        try:
+            value = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError as err:
+            raise ValueError(f"config key {key!r}: cannot parse {value!r} ({err})") from None
+    bad = ValueError(f"config key {key!r} expects {_type_name(want)}, got {value!r}")
+    if want is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if want is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise bad
+        return int(value)
+    if want is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if want is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad
+        return str(value)
+    if typing.get_origin(want) is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        try:
+            return tuple(coerce_float(float(v) if isinstance(v, str) else v) for v in value)
+        except ValueError:
+            raise bad from None
+    raise TypeError(f"internal: no coercion for field {key!r} of type {want}")  # pragma: no cover
+
+
+def coerce_float(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(v)
+    return float(v)
+
+
+def _type_name(t: Any) -> str:
+    if typing.get_origin(t) is tuple:
+        return "a list of numbers, e.g. [3600, 1800]"
+    if isinstance(t, types.GenericAlias):  # pragma: no cover
+        return str(t)
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(t, str(t))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Raw key/value dict from a YAML config, following ``base:`` links (relative to the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} not found; see configs/ for examples")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of keys to values, got {type(data)}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return {**load_yaml(path.parent / str(base)), **data}
+
+
+def apply_overrides(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """A new config with ``values`` (key -> raw value) applied after type checking."""
+    return dataclasses.replace(cfg, **{key: coerce(key, value) for key, value in values.items()})
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """Split ``"key=value"`` (dashes in the key are accepted as underscores)."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like key=value, e.g. --set context_len=40")
+    key, value = text.split("=", 1)
+    return key.strip().replace("-", "_"), value
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
+) -> TrainConfig:
+    """Defaults, then the YAML file (if any), then the overrides; validated."""
+    values: dict[str, Any] = load_yaml(path) if path else {}
+    if isinstance(overrides, dict):
+        values.update(overrides)
+    else:
+        values.update(parse_override(o) for o in overrides or [])
+    return apply_overrides(TrainConfig(), values).validate()
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a config saved by ``to_dict`` (e.g. from a checkpoint's JSON); unknown keys are rejected."""
+    return apply_overrides(TrainConfig(), data).validate()
+
+
+def default_targets(env_id: str) -> tuple[float, ...]:
+    """DT's evaluation targets for a D4RL env; ValueError asking for target_returns otherwise."""
+    from envs.scores import d4rl_env_key
+
+    key = d4rl_env_key(env_id)
+    if key not in DEFAULT_TARGETS:
+        raise ValueError(
+            f"no default target returns for env {env_id!r}: set them, e.g. --set target_returns=[3600,1800]"
+        )
+    return DEFAULT_TARGETS[key]
+
+
+def dumps(cfg: TrainConfig) -> str:
+    """The resolved config as pretty JSON."""
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=False)

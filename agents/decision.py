@@ -1,0 +1,192 @@
+"""The Decision model: DT's token layout over a swappable sequence backbone (transformer, minGRU, minLSTM, GRU, LSTM).
+
+Decision Transformer (Chen et al. 2021; kzl/decision-transformer gym/decision_transformer/models/
+decision_transformer.py): returns-to-go, states and actions each get a Linear embedding, a learned timestep
+embedding is added to every token, the token sequence goes through a LayerNorm and the backbone, and the action
+a_t is predicted from the state token s_t through Linear + Tanh. The loss is a masked MSE on actions.
+
+Two layouts:
+
+- ``interleaved``: three tokens per step, (R_1, s_1, a_1, R_2, s_2, a_2, ...), as DT. a_t is read at s_t's
+  output, so a causal backbone never sees a_t before predicting it.
+- ``stacked``: one token per step embedding (R_t, s_t, a_{t-1}) jointly; a_t is read at that token's output.
+  Sequences are 3x shorter. a_{t-1} of a window's first step is ``prev_action`` (zeros by default, also at t=0).
+
+The model takes *raw* states and returns-to-go: the dataset's state mean/std and the RTG scale are buffers
+stored with the weights, so a checkpoint carries its own normalisation.
+
+>>> import torch
+>>> m = DecisionModel(obs_dim=3, act_dim=2, backbone="gru", layout="stacked", dim=8, depth=1, dropout=0.0)
+>>> B, T = 2, 4
+>>> pred, _ = m(torch.randn(B, T, 3), torch.zeros(B, T, 2), torch.ones(B, T), torch.arange(T).expand(B, T))
+>>> tuple(pred.shape)
+(2, 4, 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from minrnn import build_backbone
+
+__all__ = ["DecisionModel", "masked_mse"]
+
+
+class DecisionModel(nn.Module):
+    """Decision agent: (RTG, state, action) tokens -> backbone -> tanh action head.
+
+    Args:
+        obs_dim, act_dim: per-step state and action sizes.
+        backbone: a name from ``minrnn.BACKBONES``.
+        layout: "interleaved" (3 tokens per step) or "stacked" (1 token per step).
+        dim, depth, dropout: backbone width, layers and dropout (DT: 128, 3, 0.1).
+        max_ep_len: rows of the timestep embedding (DT: 1000); larger timesteps are clamped.
+        rtg_scale: returns-to-go are divided by it (DT: 1000).
+        state_mean, state_std: (obs,) normalisation statistics of the dataset (default 0 and 1).
+        **backbone_kwargs: forwarded to ``minrnn.build_backbone`` (e.g. n_heads, backend).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        backbone: str = "mingru",
+        layout: str = "interleaved",
+        dim: int = 128,
+        depth: int = 3,
+        dropout: float = 0.1,
+        max_ep_len: int = 1000,
+        rtg_scale: float = 1000.0,
+        state_mean: np.ndarray | Tensor | None = None,
+        state_std: np.ndarray | Tensor | None = None,
+        **backbone_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if layout not in ("interleaved", "stacked"):
+            raise ValueError(f"layout={layout!r} is not valid; use 'interleaved' or 'stacked'")
+        self.obs_dim, self.act_dim, self.dim = obs_dim, act_dim, dim
+        self.backbone_name, self.layout, self.max_ep_len = backbone, layout, max_ep_len
+        self.tokens_per_step = 3 if layout == "interleaved" else 1
+        self.rtg_scale = float(rtg_scale)
+        mean = torch.zeros(obs_dim) if state_mean is None else torch.as_tensor(state_mean, dtype=torch.float32)
+        std = torch.ones(obs_dim) if state_std is None else torch.as_tensor(state_std, dtype=torch.float32)
+        self.register_buffer("state_mean", mean.reshape(obs_dim).clone())
+        self.register_buffer("state_std", std.reshape(obs_dim).clone())
+
+        self.embed_timestep = nn.Embedding(max_ep_len, dim)
+        if layout == "interleaved":
+            self.embed_return = nn.Linear(1, dim)
+            self.embed_state = nn.Linear(obs_dim, dim)
+            self.embed_action = nn.Linear(act_dim, dim)
+        else:
+            self.embed_step = nn.Linear(1 + obs_dim + act_dim, dim)  # (R_t, s_t, a_{t-1}) jointly
+        self.embed_ln = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.backbone = build_backbone(backbone, dim, depth, dropout=dropout, **backbone_kwargs)
+        self.predict_action = nn.Sequential(nn.Linear(dim, act_dim), nn.Tanh())
+
+    # --- embeddings ----------------------------------------------------------------------------------------
+    def _norm_inputs(self, states: Tensor, rtg: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw states (..., obs) and RTG (...) -> normalised states and scaled RTG (..., 1)."""
+        return (states - self.state_mean) / self.state_std, (rtg / self.rtg_scale).unsqueeze(-1)
+
+    def _time(self, timesteps: Tensor) -> Tensor:
+        return self.embed_timestep(timesteps.long().clamp(0, self.max_ep_len - 1))
+
+    def _finish(self, tokens: Tensor) -> Tensor:
+        """LayerNorm then dropout on tokens (..., D), as DT's embed_ln and GPT-2's embedding dropout."""
+        return self.drop(self.embed_ln(tokens))
+
+    def embed(
+        self, states: Tensor, actions: Tensor, rtg: Tensor, timesteps: Tensor, prev_action: Tensor | None = None
+    ) -> Tensor:
+        """(B, T, obs), (B, T, act), (B, T), (B, T) -> tokens (B, T * tokens_per_step, D)."""
+        B, T = rtg.shape
+        s, r = self._norm_inputs(states, rtg)
+        time = self._time(timesteps)  # (B, T, D)
+        if self.layout == "interleaved":
+            tokens = torch.stack(
+                (self.embed_return(r) + time, self.embed_state(s) + time, self.embed_action(actions) + time), dim=2
+            )  # (B, T, 3, D)
+            return self._finish(tokens.reshape(B, 3 * T, self.dim))
+        first = actions.new_zeros(B, 1, self.act_dim) if prev_action is None else prev_action.unsqueeze(1)
+        prev = torch.cat((first, actions[:, :-1]), dim=1)  # (B, T, act): a_{t-1}
+        return self._finish(self.embed_step(torch.cat((r, s, prev), dim=-1)) + time)
+
+    # --- full-sequence forward -----------------------------------------------------------------------------
+    def forward(
+        self,
+        states: Tensor,
+        actions: Tensor,
+        rtg: Tensor,
+        timesteps: Tensor,
+        mask: Tensor | None = None,
+        state: Any = None,
+        prev_action: Tensor | None = None,
+    ) -> tuple[Tensor, Any]:
+        """Predict a_t for every step of a window.
+
+        Args:
+            states: (B, T, obs) raw. actions: (B, T, act); a_t is never visible to its own prediction.
+            rtg: (B, T) raw returns-to-go. timesteps: (B, T) int step within the episode.
+            mask: (B, T) bool, False at padding (left padding leaves the backbone state unchanged).
+            state: backbone state to start from (None = initial), e.g. after a burn-in prefix.
+            prev_action: (B, act) a_{t-1} before the first step (stacked layout only; default zeros).
+
+        Returns:
+            (pred (B, T, act) in [-1, 1], backbone state after the last token).
+        """
+        if states.ndim != 3 or states.shape[-1] != self.obs_dim or actions.shape[-1] != self.act_dim:
+            raise ValueError(
+                f"expected states (B, T, {self.obs_dim}) and actions (B, T, {self.act_dim}), "
+                f"got {tuple(states.shape)} and {tuple(actions.shape)}"
+            )
+        B, T = rtg.shape
+        x = self.embed(states, actions, rtg, timesteps, prev_action)  # (B, T*n, D)
+        token_mask = None if mask is None else mask.repeat_interleave(self.tokens_per_step, dim=1)
+        y, state = self.backbone(x, state=state, mask=token_mask)  # (B, T*n, D)
+        if self.layout == "interleaved":
+            y = y.reshape(B, T, 3, self.dim)[:, :, 1]  # the state tokens s_t
+        return self.predict_action(y), state
+
+    # --- one step at a time (recurrent acting) ------------------------------------------------------------
+    def step(
+        self, state_obs: Tensor, rtg: Tensor, timestep: Tensor, prev_action: Tensor, state: Any
+    ) -> tuple[Tensor, Any]:
+        """One environment step through ``backbone.step``: (n, obs), (n,), (n,), (n, act) -> action (n, act).
+
+        interleaved: feeds R_t then s_t (call ``feed_action`` with the chosen a_t afterwards);
+        stacked: feeds the joint token (R_t, s_t, a_{t-1}). Matches ``forward`` over the whole trajectory.
+        """
+        s, r = self._norm_inputs(state_obs, rtg)
+        time = self._time(timestep)  # (n, D)
+        if self.layout == "interleaved":
+            _, state = self.backbone.step(self._finish(self.embed_return(r) + time), state)
+            y, state = self.backbone.step(self._finish(self.embed_state(s) + time), state)
+        else:
+            y, state = self.backbone.step(
+                self._finish(self.embed_step(torch.cat((r, s, prev_action), dim=-1)) + time), state
+            )
+        return self.predict_action(y), state
+
+    def feed_action(self, action: Tensor, timestep: Tensor, state: Any) -> Any:
+        """interleaved: feed the a_t token after ``step`` chose it; stacked: no-op (a_t enters at t+1)."""
+        if self.layout != "interleaved":
+            return state
+        _, state = self.backbone.step(self._finish(self.embed_action(action) + self._time(timestep)), state)
+        return state
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared error over the real steps: pred, target (B, T, act), mask (B, T) bool."""
+    m = mask.unsqueeze(-1)  # (B, T, 1)
+    sq = torch.where(m, (pred - target) ** 2, torch.zeros((), dtype=pred.dtype, device=pred.device))
+    return sq.sum() / (m.sum() * pred.shape[-1]).clamp_min(1)

@@ -1,0 +1,159 @@
+"""DecisionPolicy: the stateful acting object ``envs.evaluate`` drives (reset / act), in two modes.
+
+- ``window`` (DT, kzl/decision-transformer gym/evaluation/evaluate_episodes.py): keep the last K steps of each
+  slot, left-padded with a mask, and rerun the model over them at every step. Works for every backbone.
+- ``recurrent``: carry the backbone state through the episode with ``backbone.step``; O(1) work per step.
+  For the recurrent backbones (mingru, minlstm, gru, lstm).
+
+The return-to-go of slot i at step t is ``target - (sum of the rewards slot i earned so far)``, as in DT.
+
+>>> import numpy as np
+>>> from agents.decision import DecisionModel
+>>> m = DecisionModel(3, 2, backbone="gru", layout="stacked", dim=8, depth=1, dropout=0.0)
+>>> pol = DecisionPolicy(m, target_return=100.0, mode="recurrent", context_len=4)
+>>> pol.reset(2)
+>>> pol.act(np.zeros((2, 3)), np.zeros(2), np.ones(2, bool)).shape
+(2, 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from agents.decision import DecisionModel
+
+__all__ = ["DecisionPolicy"]
+
+
+class DecisionPolicy:
+    """Acting wrapper around a DecisionModel for ``n`` parallel environment slots.
+
+    Args:
+        model: the trained model (put in eval mode here; no gradients are taken).
+        target_return: return-to-go at t=0 (raw, e.g. 3600 for hopper).
+        mode: "window" or "recurrent".
+        context_len: K, steps rerun in window mode.
+        record_actions: keep every chosen action in ``self.actions_taken`` (for histograms).
+    """
+
+    def __init__(
+        self,
+        model: DecisionModel,
+        target_return: float,
+        mode: str = "window",
+        context_len: int = 20,
+        record_actions: bool = False,
+    ) -> None:
+        if mode not in ("window", "recurrent"):
+            raise ValueError(f"acting mode {mode!r} is not valid; use 'window' or 'recurrent'")
+        self.model = model.eval()
+        self.target_return = float(target_return)
+        self.mode, self.K = mode, int(context_len)
+        self.record_actions = record_actions
+        self.actions_taken: list[np.ndarray] = []
+        self._batch_dims: list[int | None] | None = None
+        self.n = 0
+        self.device = next(model.parameters()).device
+
+    # --- protocol --------------------------------------------------------------------------------------------
+    def reset(self, n_envs: int) -> None:
+        """Forget every slot; the next ``act`` must have done=True everywhere (envs.evaluate does that)."""
+        self.n = n_envs
+        obs_dim, act_dim = self.model.obs_dim, self.model.act_dim
+        self.rtg = np.full(n_envs, self.target_return, dtype=np.float64)  # (n,) raw return-to-go
+        self.t = np.zeros(n_envs, dtype=np.int64)  # (n,) step within the episode
+        dev = self.device
+        self.prev_action = torch.zeros(n_envs, act_dim, device=dev)  # (n, act) a_{t-1}
+        self.state: Any = None  # recurrent mode: backbone state
+        # window mode: the last K steps, left-padded
+        self.w_states = torch.zeros(n_envs, self.K, obs_dim, device=dev)
+        self.w_actions = torch.zeros(n_envs, self.K, act_dim, device=dev)
+        self.w_rtg = torch.zeros(n_envs, self.K, device=dev)
+        self.w_time = torch.zeros(n_envs, self.K, dtype=torch.long, device=dev)
+        self.w_mask = torch.zeros(n_envs, self.K, dtype=torch.bool, device=dev)
+        self.actions_taken = []
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """obs (n, obs), reward (n,) of the previous step, done (n,) bool (obs starts a new episode) -> (n, act)."""
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.shape != (self.n, self.model.obs_dim):
+            raise ValueError(f"obs has shape {obs.shape}, expected (n_envs, obs) = ({self.n}, {self.model.obs_dim})")
+        done = np.asarray(done, dtype=bool)
+        # RTG_t = target - rewards so far (DT); t counts steps within the episode
+        self.rtg = np.where(done, self.target_return, self.rtg - np.asarray(reward, dtype=np.float64))
+        self.t = np.where(done, 0, self.t + 1)
+        dev = self.device
+        done_t = torch.as_tensor(done, device=dev)
+        self.prev_action[done_t] = 0.0
+        s = torch.from_numpy(obs).to(dev)
+        r = torch.as_tensor(self.rtg, dtype=torch.float32, device=dev)
+        t = torch.as_tensor(self.t, device=dev)
+        action = self._act_window(s, r, t, done_t) if self.mode == "window" else self._act_recurrent(s, r, t, done)
+        self.prev_action = action
+        out = action.float().cpu().numpy().astype(np.float64)
+        if self.record_actions:
+            self.actions_taken.append(out.copy())
+        return out
+
+    # --- window mode --------------------------------------------------------------------------------------------
+    def _act_window(self, s: Tensor, r: Tensor, t: Tensor, done: Tensor) -> Tensor:
+        """Shift each slot's window left by one, append this step, rerun the model over the K steps."""
+        for buf in (self.w_states, self.w_actions, self.w_rtg, self.w_time, self.w_mask):
+            buf[:] = torch.roll(buf, -1, dims=1)
+            buf[done] = 0  # a new episode starts from an empty (fully padded) window
+        self.w_states[:, -1], self.w_rtg[:, -1], self.w_time[:, -1] = s, r, t
+        self.w_actions[:, -1] = 0.0  # a_t is unknown; causality keeps it from the prediction (DT does the same)
+        self.w_mask[:, -1] = True
+        pred, _ = self.model(self.w_states, self.w_actions, self.w_rtg, self.w_time, self.w_mask)
+        action = pred[:, -1]  # (n, act)
+        self.w_actions[:, -1] = action
+        return action
+
+    # --- recurrent mode ------------------------------------------------------------------------------------------
+    def _act_recurrent(self, s: Tensor, r: Tensor, t: Tensor, done: np.ndarray) -> Tensor:
+        """One backbone step per slot from its carried state; slots with done restart from the initial state."""
+        if self.state is None or done.all():
+            action, state = self.model.step(s, r, t, self.prev_action, None)
+        else:
+            action, state = self.model.step(s, r, t, self.prev_action, self.state)
+            if done.any():  # those slots restart: rerun them from the initial state and merge along the batch
+                fresh_action, fresh = self.model.step(s, r, t, self.prev_action, None)
+                mask = torch.as_tensor(done, device=self.device)
+                action = torch.where(mask[:, None], fresh_action, action)
+                state = self._merge(state, fresh, mask)
+        self.state = self.model.feed_action(action, t, state)
+        return action
+
+    def _merge(self, state: Any, fresh: Any, mask: Tensor) -> Any:
+        """Per leaf of the (opaque) backbone state: take ``fresh`` where mask is True along the batch dim."""
+        leaves, spec = tree_flatten(state)
+        fresh_leaves, _ = tree_flatten(fresh)
+        dims = self._state_batch_dims()
+        out = []
+        for leaf, new, dim in zip(leaves, fresh_leaves, dims, strict=True):
+            if dim is None or not isinstance(leaf, Tensor):
+                out.append(leaf)
+                continue
+            shape = [1] * leaf.ndim
+            shape[dim] = -1
+            out.append(torch.where(mask.reshape(shape), new, leaf))
+        return tree_unflatten(out, spec)
+
+    def _state_batch_dims(self) -> list[int | None]:
+        """Which dim of each state leaf is the batch: found once by stepping batches of 1 and 2 from scratch."""
+        if self._batch_dims is None:
+            backbone, dim = self.model.backbone, self.model.dim
+            one, _ = tree_flatten(backbone.step(torch.zeros(1, dim, device=self.device), None)[1])
+            two, _ = tree_flatten(backbone.step(torch.zeros(2, dim, device=self.device), None)[1])
+            dims: list[int | None] = []
+            for a, b in zip(one, two, strict=True):
+                diff = [i for i in range(getattr(a, "ndim", 0)) if a.shape[i] != b.shape[i]]
+                dims.append(diff[0] if diff else None)
+            self._batch_dims = dims
+        return self._batch_dims

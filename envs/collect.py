@@ -1,0 +1,155 @@
+"""Roll a policy out and write the episodes as a Minari dataset.
+
+Agent-agnostic: a policy is any object with `reset(n_envs)` and `act(obs, reward, done) -> actions`, the same
+protocol `envs.evaluate` uses. The recipes that choose which policy and how many steps (medium, medium-replay,
+expert, ...) live in `agents/recipes.py`.
+
+Datasets we make live in our own namespace, `minrnn/<env>/<level>-v0`, so they never collide with the official
+`mujoco/...` ids, and carry D4RL's reference scores (ANCHORS §3) with `score_reference: "d4rl"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.scores import d4rl_env_key, d4rl_reference
+
+NAMESPACE = "minrnn"
+
+
+@dataclass
+class Episode:
+    """One episode: observations (T+1, obs) including the last one, actions (T, act), rewards (T,), and whether it
+    ended by termination or truncation (time limit, or the collection budget running out)."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: bool
+    truncated: bool
+    seed: int | None = None
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def dataset_id(env: str, level: str, version: int = 0) -> str:
+    """Our Minari id for an env and a recipe level, e.g. ("Hopper-v5", "medium") -> "minrnn/hopper/medium-v0"."""
+    key = d4rl_env_key(env)
+    if key is None:
+        raise ValueError(f"no dataset recipes for env {env!r}: recipes exist for halfcheetah, hopper and walker2d")
+    return f"{NAMESPACE}/{key}/{level}-v{version}"
+
+
+def datasets_root() -> Path:
+    """Where Minari keeps local datasets: $MINARI_DATASETS_PATH, else ~/.minari/datasets."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+
+
+def rollout(policy: Any, env_id: str, n_transitions: int, seed: int, max_episode_steps: int = 1000) -> list[Episode]:
+    """Run `policy` in one environment until exactly `n_transitions` steps were taken.
+
+    Episode k is reset with seed `seed + k`. The last episode is cut at the budget and marked truncated, as D4RL
+    marks its timeouts. A policy that samples actions must draw them from its own seeded generator for the
+    collection to be reproducible.
+    """
+    if n_transitions <= 0:
+        raise ValueError(f"n_transitions must be positive, got {n_transitions}")
+    env = gym.make(env_id, max_episode_steps=max_episode_steps)
+    episodes: list[Episode] = []
+    steps, k = 0, 0
+    policy.reset(1)
+    while steps < n_transitions:
+        obs, _ = env.reset(seed=seed + k)
+        obs_list, act_list, rew_list = [obs], [], []
+        reward, done, term, trunc = 0.0, True, False, False
+        while True:
+            action = np.asarray(policy.act(obs[None], np.array([reward]), np.array([done])))[0]
+            obs, reward, term, trunc, _ = env.step(action)
+            done = False
+            obs_list.append(obs)
+            act_list.append(action)
+            rew_list.append(reward)
+            steps += 1
+            if term or trunc or steps >= n_transitions:
+                break
+        episodes.append(Episode(np.asarray(obs_list, np.float32), np.asarray(act_list, np.float32),
+                                np.asarray(rew_list, np.float32), bool(term), bool(not term), seed + k))
+        k += 1
+    env.close()
+    return episodes
+
+
+@contextmanager
+def _minari_root(root: str | Path | None) -> Iterator[None]:
+    if root is None:
+        yield
+        return
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH")
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def write_dataset(
+    dataset_id: str,
+    episodes: list[Episode],
+    env_id: str,
+    recipe: dict,
+    root: str | Path | None = None,
+    overwrite: bool = False,
+    description: str = "",
+) -> Path:
+    """Write `episodes` as the Minari dataset `dataset_id` under `root` (default: Minari's own root).
+
+    The dataset carries D4RL's ref_min/ref_max for the env, `score_reference: "d4rl"`, and `recipe`, a JSON-able
+    dict describing how it was made (algorithm, steps, checkpoint, seed, ...). An existing dataset is kept unless
+    `overwrite`. Returns the dataset's directory.
+    """
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    with _minari_root(root):
+        path = datasets_root() / dataset_id
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"dataset {dataset_id} already exists at {path}; pass --overwrite to "
+                                      "replace it, or choose another --name")
+            shutil.rmtree(path)
+        buffers = [
+            EpisodeBuffer(id=i, seed=ep.seed, observations=list(ep.observations), actions=list(ep.actions),
+                          rewards=ep.rewards.tolist(), terminations=[False] * (len(ep) - 1) + [ep.terminated],
+                          truncations=[False] * (len(ep) - 1) + [ep.truncated])
+            for i, ep in enumerate(episodes)
+        ]
+        ref_min, ref_max = d4rl_reference(env_id)
+        spec = gym.make(env_id).spec
+        ds = minari.create_dataset_from_buffers(
+            dataset_id=dataset_id, buffer=buffers, env=spec, eval_env=spec,
+            algorithm_name=recipe.get("algorithm", "unknown"), author={"minrnn-rl"},
+            ref_min_score=ref_min, ref_max_score=ref_max, description=description or json.dumps(recipe),
+            requirements=["mujoco>=3"],
+        )
+        returns = np.array([ep.rewards.sum() for ep in episodes])
+        ds.storage.update_metadata({"score_reference": "d4rl", "recipe": recipe,
+                                    "return_mean": float(returns.mean()), "return_std": float(returns.std())})
+        return path
+
+
+__all__ = ["NAMESPACE", "Episode", "dataset_id", "datasets_root", "rollout", "write_dataset"]

@@ -1,0 +1,1 @@
+"""Minimal recurrent networks (minGRU, minLSTM) with fast scans, residual stacks and baselines."""

@@ -1,0 +1,90 @@
+"""TrainConfig: YAML loading, overrides, type checks and validation messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.config import TrainConfig, config_from_dict, load_config, load_yaml
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_defaults_are_dt() -> None:
+    cfg = TrainConfig()
+    assert (cfg.context_len, cfg.dim, cfg.depth, cfg.dropout) == (20, 128, 3, 0.1)
+    assert (cfg.lr, cfg.weight_decay, cfg.warmup_steps, cfg.grad_clip, cfg.batch_size) == (1e-4, 1e-4, 10_000, 0.25, 64)
+    assert cfg.rtg_scale == 1000.0
+
+
+def test_base_yaml_equals_defaults() -> None:
+    assert load_config(CONFIGS / "base.yaml") == TrainConfig()
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_loads(path: str) -> None:
+    cfg = load_config(CONFIGS / path)
+    if path != "base.yaml":
+        env, level = path.removesuffix(".yaml").split("-", 1)
+        assert cfg.dataset == f"minari:minrnn/{env}/{level}-v0"
+        assert len(cfg.target_returns) == 2
+
+
+def test_overrides_are_typed() -> None:
+    cfg = load_config(None, ["lr=3e-4", "context_len=40", "bf16=true", "target_returns=[3600, 1800]", "seed=7"])
+    assert (cfg.lr, cfg.context_len, cfg.bf16, cfg.target_returns, cfg.seed) == (3e-4, 40, True, (3600.0, 1800.0), 7)
+    assert load_config(None, {"target_returns": 5000}).target_returns == (5000.0,)
+
+
+def test_yaml_base_chain(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("dim: 64\ndepth: 2\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\ndepth: 4\nlr: 3e-4\n")
+    assert load_yaml(tmp_path / "b.yaml") == {"dim": 64, "depth": 4, "lr": "3e-4"}
+    cfg = load_config(tmp_path / "b.yaml", ["dim=32"])
+    assert (cfg.dim, cfg.depth, cfg.lr) == (32, 4, 3e-4)
+
+
+def test_unknown_key_suggests_and_lists() -> None:
+    with pytest.raises(ValueError, match=r"unknown config key 'contxt_len' \(did you mean 'context_len'\?\); valid keys: .*lr"):
+        load_config(None, ["contxt_len=5"])
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("context_len=0", r"context_len must be >= 1, got 0"),
+        ("lr=0", r"lr must be > 0, got 0.0"),
+        ("lr=-1e-3", r"lr must be > 0"),
+        ("context_len=abc", r"config key 'context_len' expects an integer, got 'abc'"),
+        ("context_len=2.5", r"expects an integer, got 2.5"),
+        ("bf16=maybe", r"config key 'bf16' expects true or false"),
+        ("backbone=mingur", r"backbone='mingur' is not valid \(did you mean 'mingru'\?\)"),
+        ("dropout=1.0", r"dropout must be in \[0, 1\)"),
+        ("target_returns=abc", r"expects a list of numbers"),
+        ("key_without_value", r"must look like key=value"),
+    ],
+)
+def test_bad_values(override: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        load_config(None, [override])
+
+
+def test_recurrent_acting_needs_recurrent_backbone() -> None:
+    with pytest.raises(ValueError, match="acting_mode='recurrent' needs a recurrent backbone"):
+        load_config(None, ["backbone=transformer", "acting_mode=recurrent"])
+    with pytest.raises(ValueError, match="train_mode='burn_in' needs a recurrent backbone"):
+        load_config(None, ["backbone=transformer", "train_mode=burn_in"])
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="config file .* not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_to_dict_round_trip() -> None:
+    cfg = load_config(None, ["target_returns=[1, 2]", "backbone=lstm"])
+    assert config_from_dict(cfg.to_dict()) == cfg

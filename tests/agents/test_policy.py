@@ -1,0 +1,124 @@
+"""Acting parity: recurrent acting == one forward over the whole trajectory; window acting == forward over the
+last K steps (DT); per-slot resets; masked loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.decision import DecisionModel, masked_mse
+from agents.policy import DecisionPolicy
+
+OBS, ACT = 4, 2
+RECURRENT = ("mingru", "minlstm", "gru", "lstm")
+ATOL = 1e-5
+
+
+def tiny_model(backbone: str, layout: str, seed: int = 0) -> DecisionModel:
+    torch.manual_seed(seed)
+    mean, std = np.linspace(-1, 1, OBS), np.linspace(0.5, 2, OBS)
+    model = DecisionModel(OBS, ACT, backbone=backbone, layout=layout, dim=16, depth=2, dropout=0.0,
+                          max_ep_len=64, rtg_scale=10.0, state_mean=mean, state_std=std)  # fmt: skip
+    return model.eval()
+
+
+def roll(policy: DecisionPolicy, obs: np.ndarray, rewards: np.ndarray, resets: np.ndarray | None = None) -> np.ndarray:
+    """Drive ``policy`` over obs (n, T, obs), rewards (n, T); returns the actions (n, T, act)."""
+    n, T, _ = obs.shape
+    policy.reset(n)
+    out = []
+    for t in range(T):
+        done = np.full(n, t == 0) if resets is None else resets[:, t]
+        reward = np.zeros(n) if t == 0 else rewards[:, t - 1]
+        out.append(policy.act(obs[:, t], np.where(done, 0.0, reward), done))
+    return np.stack(out, axis=1)
+
+
+def trajectory(n: int, T: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, T, OBS)).astype(np.float32), rng.random((n, T)).astype(np.float32)
+
+
+def rtg_of(target: float, rewards: np.ndarray) -> np.ndarray:
+    """RTG_t = target - sum of rewards before t."""
+    before = np.concatenate([np.zeros((len(rewards), 1)), np.cumsum(rewards, axis=1)[:, :-1]], axis=1)
+    return (target - before).astype(np.float32)
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "stacked"])
+@pytest.mark.parametrize("backbone", RECURRENT)
+def test_recurrent_acting_matches_full_forward(backbone: str, layout: str) -> None:
+    model = tiny_model(backbone, layout)
+    obs, rewards = trajectory(n=3, T=12)
+    acts = roll(DecisionPolicy(model, 50.0, "recurrent", context_len=4), obs, rewards)
+    T = obs.shape[1]
+    with torch.no_grad():
+        pred, _ = model(torch.from_numpy(obs), torch.from_numpy(acts).float(), torch.from_numpy(rtg_of(50.0, rewards)),
+                        torch.arange(T).expand(3, T))  # fmt: skip
+    np.testing.assert_allclose(acts, pred.numpy(), atol=ATOL)
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "stacked"])
+@pytest.mark.parametrize("backbone", [*RECURRENT, "transformer"])
+def test_window_acting_matches_forward_over_last_k(backbone: str, layout: str) -> None:
+    K, T, n = 4, 9, 2
+    model = tiny_model(backbone, layout)
+    obs, rewards = trajectory(n=n, T=T)
+    acts = roll(DecisionPolicy(model, 50.0, "window", context_len=K), obs, rewards)
+    rtg = rtg_of(50.0, rewards)
+    for t in range(T):
+        lo = max(0, t + 1 - K)
+        L = t + 1 - lo  # real steps in the window, left-padded to K
+        pad = K - L
+        s = np.zeros((n, K, OBS), np.float32)
+        a = np.zeros((n, K, ACT), np.float32)
+        r = np.zeros((n, K), np.float32)
+        ts = np.zeros((n, K), np.int64)
+        s[:, pad:], a[:, pad:], r[:, pad:], ts[:, pad:] = obs[:, lo : t + 1], acts[:, lo : t + 1], rtg[:, lo : t + 1], np.arange(lo, t + 1)
+        a[:, -1] = 0.0
+        mask = np.arange(K)[None].repeat(n, 0) >= pad
+        with torch.no_grad():
+            pred, _ = model(*(torch.from_numpy(x) for x in (s, a, r, ts, mask)))
+        np.testing.assert_allclose(acts[:, t], pred[:, -1].numpy(), atol=ATOL, err_msg=f"step {t}")
+
+
+@pytest.mark.parametrize("mode", ["window", "recurrent"])
+def test_slot_reset_equals_fresh_episode(mode: str) -> None:
+    """A slot that starts a new episode mid-run acts exactly as a fresh policy would on that episode."""
+    model = tiny_model("mingru", "interleaved")
+    obs, rewards = trajectory(n=2, T=10)
+    resets = np.zeros((2, 10), bool)
+    resets[:, 0] = True
+    resets[1, 6] = True  # slot 1 starts a new episode at t=6
+    acts = roll(DecisionPolicy(model, 50.0, mode, context_len=4), obs, rewards, resets)
+    fresh = roll(DecisionPolicy(model, 50.0, mode, context_len=4), obs[1:, 6:], rewards[1:, 6:])
+    np.testing.assert_allclose(acts[1, 6:], fresh[0], atol=ATOL)
+    alone = roll(DecisionPolicy(model, 50.0, mode, context_len=4), obs[:1], rewards[:1])
+    np.testing.assert_allclose(acts[0], alone[0], atol=ATOL)  # the other slot is untouched
+
+
+def test_left_padding_does_not_change_real_steps() -> None:
+    model = tiny_model("mingru", "stacked")
+    obs, rewards = trajectory(n=1, T=3)
+    args = [torch.from_numpy(obs), torch.zeros(1, 3, ACT), torch.from_numpy(rewards), torch.arange(3)[None]]
+    with torch.no_grad():
+        ref, _ = model(*args)
+        padded = [torch.cat([torch.zeros_like(x[:, :2]), x], dim=1) for x in args]
+        out, _ = model(*padded, mask=torch.tensor([[False, False, True, True, True]]))
+    torch.testing.assert_close(out[:, 2:], ref, atol=ATOL, rtol=0)
+
+
+def test_masked_mse_ignores_padding() -> None:
+    pred = torch.tensor([[[1.0], [float("nan")], [3.0]]])
+    target = torch.tensor([[[0.0], [0.0], [1.0]]])
+    mask = torch.tensor([[True, False, True]])
+    assert masked_mse(pred, target, mask).item() == pytest.approx((1 + 4) / 2)
+
+
+def test_bad_shapes_and_modes() -> None:
+    model = tiny_model("gru", "stacked")
+    with pytest.raises(ValueError, match=r"expected states \(B, T, 4\)"):
+        model(torch.zeros(1, 3, 5), torch.zeros(1, 3, ACT), torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="acting mode 'beam'"):
+        DecisionPolicy(model, 1.0, "beam")

@@ -1,0 +1,115 @@
+"""End-to-end training per backbone, TensorBoard events, results.json, resume, train modes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents.checkpoint import load_checkpoint
+from agents.config import TrainConfig
+from agents.trainer import load_model, prepare_run_dir, train
+
+RESULT_KEYS = {
+    "normalized_score_mean", "normalized_score_std", "return_mean", "return_std", "episodes", "score_reference",
+    "steps", "wall_time_s", "backbone", "acting_mode",
+}  # fmt: skip
+
+
+def scalars(run: Path) -> dict[str, list[float]]:
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    out = {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    out["_histograms"] = acc.Tags()["histograms"]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("backbone", "layout", "acting"),
+    [
+        ("mingru", "interleaved", "recurrent"),
+        ("mingru", "stacked", "window"),
+        ("minlstm", "stacked", "recurrent"),
+        ("gru", "stacked", "recurrent"),
+        ("lstm", "interleaved", "window"),
+        ("transformer", "interleaved", "window"),
+    ],
+)
+def test_end_to_end(tiny_config: Callable[..., TrainConfig], tmp_path: Path, backbone: str, layout: str, acting: str) -> None:
+    cfg = tiny_config(backbone=backbone, layout=layout, acting_mode=acting, steps=150)
+    run = tmp_path / "run"
+    res = train(cfg, run)
+    assert RESULT_KEYS <= set(res)
+    on_disk = json.loads((run / "results.json").read_text())
+    assert on_disk["steps"] == 150 and on_disk["backbone"] == backbone and on_disk["acting_mode"] == acting
+    assert on_disk["episodes"] == 2 and on_disk["score_reference"] == "d4rl"
+    assert np.isfinite(on_disk["normalized_score_mean"])
+    tb = scalars(run)
+    for tag in ("train/loss", "train/lr", "train/grad_norm", "perf/steps_per_s", "perf/tokens_per_s",
+                "eval/return_mean", "eval/normalized_score", "eval/normalized_score_best", "eval/episode_length"):
+        assert tag in tb, tag
+    loss = tb["train/loss"]
+    assert len(loss) == 15 and np.mean(loss[-3:]) < 0.7 * loss[0], loss
+    assert {"train/action_pred", "eval/actions"} <= set(tb["_histograms"])
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "latest").is_file()
+
+
+def test_resume_matches_uninterrupted_run(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    """Train 40 steps straight; or 20, stop, resume to 40: identical weights, step count continues."""
+    cfg = tiny_config(backbone="mingru", layout="stacked", dropout=0.1, steps=40, checkpoint_every=20, eval_episodes=1,
+                      eval_envs=1, eval_max_steps=5)  # fmt: skip
+    full = tmp_path / "full"
+    train(cfg, full)
+    part = tmp_path / "part"
+    train(cfg.__class__(**{**cfg.__dict__, "steps": 20}), part)
+    assert load_checkpoint(part).meta["step"] == 20
+    res = train(cfg, part, resume=True)
+    assert res["steps"] == 40 and load_checkpoint(part).meta["step"] == 40
+    a, _, _ = load_model(full)
+    b, _, _ = load_model(part)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+    assert res["return_mean"] == json.loads((full / "results.json").read_text())["return_mean"]
+    assert scalars(part)["train/loss"] == pytest.approx(scalars(full)["train/loss"], rel=0, abs=0)
+
+
+def test_resume_rejects_a_different_model(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    cfg = tiny_config(steps=5, eval_max_steps=3, eval_episodes=1, eval_envs=1)
+    train(cfg, tmp_path / "r")
+    with pytest.raises(ValueError, match=r"trained with a different model: backbone='lstm' \(checkpoint: 'mingru'\)"):
+        train(cfg.__class__(**{**cfg.__dict__, "backbone": "lstm", "steps": 10}), tmp_path / "r", resume=True)
+
+
+@pytest.mark.parametrize("mode", ["episode_start", "segments", "burn_in"])
+def test_train_modes_run(tiny_config: Callable[..., TrainConfig], tmp_path: Path, mode: str) -> None:
+    cfg = tiny_config(train_mode=mode, segment_len=40, burn_in=6, steps=30, acting_mode="recurrent",
+                      eval_episodes=1, eval_envs=1, eval_max_steps=5)  # fmt: skip
+    res = train(cfg, tmp_path / mode)
+    assert res["train_mode"] == mode and res["steps"] == 30
+    loss = scalars(tmp_path / mode)["train/loss"]
+    assert loss[-1] < loss[0]
+
+
+def test_run_dir_is_never_overwritten(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="already exists; pass --resume to continue it, --overwrite"):
+        prepare_run_dir(run, resume=False, overwrite=False)
+    assert (run / "precious.txt").read_text() == "keep"
+    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
+        prepare_run_dir(run, resume=True, overwrite=False)
+    prepare_run_dir(run, resume=False, overwrite=True)
+    assert not (run / "precious.txt").exists()
+
+
+def test_unwritable_run_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match="cannot write to run directory"):
+        prepare_run_dir(blocker / "run", resume=False, overwrite=False)
