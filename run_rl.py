@@ -107,7 +107,7 @@ def _explicit_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def resolve_train_config(args: argparse.Namespace) -> Any:
     """defaults <- saved config (with --resume) <- --config file <- flags and --set."""
-    from agents.config import apply_overrides, load_yaml, TrainConfig
+    from agents.config import TrainConfig, apply_overrides, load_yaml
 
     values: dict[str, Any] = {}
     if args.resume and args.out:
@@ -198,8 +198,11 @@ def _run_dir_of(path: Path) -> Path:
 
 # --- datasets, collect, bench -------------------------------------------------------------------------------------
 def build_datasets_parser(sub: Any) -> None:
-    p = sub.add_parser("datasets", help="list local Minari datasets or inspect one",
-                       description="List the Minari datasets found locally, or summarise one dataset spec.")  # fmt: skip
+    p = sub.add_parser(
+        "datasets",
+        help="list local Minari datasets or inspect one",
+        description="List the Minari datasets found locally, or summarise one dataset spec.",
+    )
     p.add_argument("--root", help="datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)")
     p.add_argument("--inspect", metavar="SPEC", help="summarise one dataset, e.g. d4rl:/data/hopper.hdf5")
     _common(p)
@@ -220,8 +223,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def build_collect_parser(sub: Any) -> None:
-    p = sub.add_parser("collect", help="generate a dataset from a shipped behaviour policy",
-                       description="Roll out a behaviour policy and write a Minari dataset (agents/recipes.py).")  # fmt: skip
+    p = sub.add_parser(
+        "collect",
+        help="generate a dataset from a shipped behaviour policy",
+        description="Roll out a behaviour policy and write a Minari dataset (agents/recipes.py).",
+    )
     _common(p)
     try:
         from agents.recipes import add_collect_args
@@ -312,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        kind = "" if isinstance(err, (CLIError, ValueError, FileNotFoundError, FileExistsError, PermissionError)) else f"{type(err).__name__}: "
+        kind = (
+            ""
+            if isinstance(err, (CLIError, ValueError, FileNotFoundError, FileExistsError, PermissionError))
+            else f"{type(err).__name__}: "
+        )
         print(f"error: {kind}{msg}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -93,7 +93,14 @@ def bench_train_step(
 
 
 def bench_acting(
-    backbone: str, layout: str, mode: str, n_envs: int = 10, K: int = 20, steps: int = 50, dim: int = 128, depth: int = 3
+    backbone: str,
+    layout: str,
+    mode: str,
+    n_envs: int = 10,
+    K: int = 20,
+    steps: int = 50,
+    dim: int = 128,
+    depth: int = 3,
 ) -> dict[str, Any]:
     """Median milliseconds per ``act`` call for n slots, after K + 5 warm-up calls."""
     torch.manual_seed(0)
@@ -148,8 +155,16 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 modes = ("window", "recurrent") if backbone in RECURRENT_BACKBONES else ("window",)
                 for mode in modes:
                     out["acting"].append(
-                        bench_acting(backbone, layout, mode, args.acting_envs, args.acting_context,
-                                     args.acting_steps, args.dim, args.depth)  # fmt: skip
+                        bench_acting(
+                            backbone,
+                            layout,
+                            mode,
+                            args.acting_envs,
+                            args.acting_context,
+                            args.acting_steps,
+                            args.dim,
+                            args.depth,
+                        )  # fmt: skip
                     )
         print("\n" + _table(out["acting"], ["backbone", "layout", "mode", "n_envs", "K", "ms_per_step"]))
     path = Path(args.out)

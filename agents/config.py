@@ -257,9 +257,7 @@ def parse_override(text: str) -> tuple[str, str]:
     return key.strip().replace("-", "_"), value
 
 
-def load_config(
-    path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
-) -> TrainConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the YAML file (if any), then the overrides; validated."""
     values: dict[str, Any] = load_yaml(path) if path else {}
     if isinstance(overrides, dict):

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from agents.decision import DecisionModel
 
@@ -56,7 +55,6 @@ class DecisionPolicy:
         self.mode, self.K = mode, int(context_len)
         self.record_actions = record_actions
         self.actions_taken: list[np.ndarray] = []
-        self._batch_dims: list[int | None] | None = None
         self.n = 0
         self.device = next(model.parameters()).device
 
@@ -118,42 +116,11 @@ class DecisionPolicy:
     # --- recurrent mode ------------------------------------------------------------------------------------------
     def _act_recurrent(self, s: Tensor, r: Tensor, t: Tensor, done: np.ndarray) -> Tensor:
         """One backbone step per slot from its carried state; slots with done restart from the initial state."""
-        if self.state is None or done.all():
-            action, state = self.model.step(s, r, t, self.prev_action, None)
-        else:
-            action, state = self.model.step(s, r, t, self.prev_action, self.state)
-            if done.any():  # those slots restart: rerun them from the initial state and merge along the batch
-                fresh_action, fresh = self.model.step(s, r, t, self.prev_action, None)
-                mask = torch.as_tensor(done, device=self.device)
-                action = torch.where(mask[:, None], fresh_action, action)
-                state = self._merge(state, fresh, mask)
+        state = self.state
+        if state is not None and done.all():
+            state = None
+        elif state is not None and done.any():
+            state = self.model.backbone.reset_state(state, torch.as_tensor(done, device=self.device))
+        action, state = self.model.step(s, r, t, self.prev_action, state)
         self.state = self.model.feed_action(action, t, state)
         return action
-
-    def _merge(self, state: Any, fresh: Any, mask: Tensor) -> Any:
-        """Per leaf of the (opaque) backbone state: take ``fresh`` where mask is True along the batch dim."""
-        leaves, spec = tree_flatten(state)
-        fresh_leaves, _ = tree_flatten(fresh)
-        dims = self._state_batch_dims()
-        out = []
-        for leaf, new, dim in zip(leaves, fresh_leaves, dims, strict=True):
-            if dim is None or not isinstance(leaf, Tensor):
-                out.append(leaf)
-                continue
-            shape = [1] * leaf.ndim
-            shape[dim] = -1
-            out.append(torch.where(mask.reshape(shape), new, leaf))
-        return tree_unflatten(out, spec)
-
-    def _state_batch_dims(self) -> list[int | None]:
-        """Which dim of each state leaf is the batch: found once by stepping batches of 1 and 2 from scratch."""
-        if self._batch_dims is None:
-            backbone, dim = self.model.backbone, self.model.dim
-            one, _ = tree_flatten(backbone.step(torch.zeros(1, dim, device=self.device), None)[1])
-            two, _ = tree_flatten(backbone.step(torch.zeros(2, dim, device=self.device), None)[1])
-            dims: list[int | None] = []
-            for a, b in zip(one, two, strict=True):
-                diff = [i for i in range(getattr(a, "ndim", 0)) if a.shape[i] != b.shape[i]]
-                dims.append(diff[0] if diff else None)
-            self._batch_dims = dims
-        return self._batch_dims

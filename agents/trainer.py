@@ -69,12 +69,8 @@ class DistInfo:
 
 # --- model -----------------------------------------------------------------------------------------------------
 def backbone_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    """Extra arguments for ``minrnn.build_backbone`` from the config."""
-    if cfg.backbone == "transformer":
-        return {"n_heads": cfg.n_heads}
-    if cfg.backbone in ("mingru", "minlstm"):
-        return {"backend": cfg.scan_backend}
-    return {}
+    """Extra arguments for ``minrnn.build_backbone``: attention heads (transformer) and the scan back-end."""
+    return {"n_heads": cfg.n_heads, "backend": cfg.scan_backend}
 
 
 def build_model(
@@ -286,13 +282,17 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise PermissionError(f"cannot write to run directory {str(run_dir)!r} ({err.strerror}); choose another --out") from None
+        raise PermissionError(
+            f"cannot write to run directory {str(run_dir)!r} ({err.strerror}); choose another --out"
+        ) from None
     return run_dir
 
 
 def check_same_model(cfg: TrainConfig, saved: dict[str, Any], where: str) -> None:
     """ValueError naming every model-shaping key whose value differs from the checkpoint's."""
-    diff = [f"{k}={getattr(cfg, k)!r} (checkpoint: {saved.get(k)!r})" for k in MODEL_KEYS if saved.get(k) != getattr(cfg, k)]
+    diff = [
+        f"{k}={getattr(cfg, k)!r} (checkpoint: {saved.get(k)!r})" for k in MODEL_KEYS if saved.get(k) != getattr(cfg, k)
+    ]
     if diff:
         raise ValueError(
             f"{where} was trained with a different model: {', '.join(diff)}; drop those overrides to resume it"
@@ -380,6 +380,9 @@ def train(
         step, best_step = ckpt.meta["step"], ckpt.meta["best_step"]
         best = -math.inf if ckpt.meta["best_score"] is None else ckpt.meta["best_score"]
         history, train_time = ckpt.meta["history"], ckpt.meta["train_time_s"]
+        # evaluations logged after that checkpoint were lost with the killed process: rewrite the log to match
+        if dist.is_main:
+            atomic_write_text(run_dir / "evals.jsonl", "".join(json.dumps(h) + "\n" for h in history))
     train_model: torch.nn.Module = model  # DDP: wrap here, e.g. DistributedDataParallel(model)
     if cfg.compile:
         train_model = torch.compile(train_model)
@@ -396,7 +399,8 @@ def train(
             "env_id": store.env_id, "store": store_info, "targets": list(targets),
             "state_mean": store.state_mean.tolist(), "state_std": store.state_std.tolist(),
             "scheduler": scheduler.state_dict(), "sampler_rng": rng.bit_generator.state,
-            "best_score": best if best > -math.inf else None, "best_step": best_step, "history": history, "train_time_s": train_time,
+            "best_score": best if best > -math.inf else None, "best_step": best_step, "history": history,
+            "train_time_s": train_time,
         }  # fmt: skip
 
     def save(pointers: tuple[str, ...] = ("latest",)) -> None:
@@ -424,6 +428,10 @@ def train(
         scheduler.step()
         step += 1
         train_time += time.perf_counter() - t0
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {step}: lower --lr, keep --grad-clip > 0, or check the data"
+            )
         loss_sum, steps_since_log = loss_sum + loss.item(), steps_since_log + 1
         bar.update(1)
 
@@ -444,7 +452,9 @@ def train(
         # evaluate
         eval_due = step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0)
         if dist.is_main and eval_due:
+            t_eval = time.perf_counter()
             evaluation = evaluate_model(model, cfg, store_info, targets, record_actions=True)
+            t_log += time.perf_counter() - t_eval  # keep evaluation out of perf/steps_per_s
             score = score_of(evaluation["summary"])
             if score > best:
                 best, best_step = score, step
@@ -454,9 +464,12 @@ def train(
                 f.write(json.dumps(history[-1]) + "\n")
             bar.write(f"step {step}: {_brief_text(evaluation)} (best {best:.1f} at step {best_step})")
 
-        # checkpoint
-        if dist.is_main and (step == cfg.steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-            save(("latest", "best") if (eval_due and best_step == step) else ("latest",))
+        # checkpoint (also whenever the evaluation score improved, so that "best" holds those weights)
+        improved = bool(eval_due) and best_step == step
+        if dist.is_main and (
+            step == cfg.steps or improved or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+        ):
+            save(("latest", "best") if improved else ("latest",))
     bar.close()
 
     if not dist.is_main:

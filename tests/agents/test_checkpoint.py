@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import find_checkpoint, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint
+from agents.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
 from agents.config import TrainConfig
 from agents.policy import DecisionPolicy
 from agents.trainer import build_model, load_model
@@ -21,7 +27,9 @@ def _save_model(run: Path, backbone: str = "mingru", layout: str = "stacked", st
     torch.manual_seed(0)
     model = build_model(cfg, 11, 3, np.arange(11, dtype=np.float32), np.full(11, 2.0, np.float32))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model(torch.randn(2, 4, 11), torch.zeros(2, 4, 3), torch.ones(2, 4), torch.arange(4).expand(2, 4))[0].sum().backward()
+    model(torch.randn(2, 4, 11), torch.zeros(2, 4, 3), torch.ones(2, 4), torch.arange(4).expand(2, 4))[
+        0
+    ].sum().backward()
     opt.step()
     meta = {"step": step, "config": cfg.to_dict(), "obs_dim": 11, "act_dim": 3, "targets": [10.0]}
     save_checkpoint(run, f"step_{step:07d}", model.state_dict(), meta, opt.state_dict(), torch.get_rng_state())
@@ -112,7 +120,7 @@ def test_wrong_backbone_weights_are_rejected(tmp_path: Path) -> None:
     _save_model(tmp_path, backbone="mingru")
     folder = find_checkpoint(tmp_path)
     meta = json.loads((folder / "state.json").read_text())
-    meta["config"]["backbone"] = "lstm"  # the weights stay minGRU's
+    meta["config"]["backbone"] = "transformer"  # the weights stay minGRU's
     (folder / "state.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="does not fit the model"):
         load_model(tmp_path)

@@ -46,7 +46,9 @@ def test_yaml_base_chain(tmp_path: Path) -> None:
 
 
 def test_unknown_key_suggests_and_lists() -> None:
-    with pytest.raises(ValueError, match=r"unknown config key 'contxt_len' \(did you mean 'context_len'\?\); valid keys: .*lr"):
+    with pytest.raises(
+        ValueError, match=r"unknown config key 'contxt_len' \(did you mean 'context_len'\?\); valid keys: .*lr"
+    ):
         load_config(None, ["contxt_len=5"])
 
 

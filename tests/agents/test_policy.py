@@ -75,7 +75,12 @@ def test_window_acting_matches_forward_over_last_k(backbone: str, layout: str) -
         a = np.zeros((n, K, ACT), np.float32)
         r = np.zeros((n, K), np.float32)
         ts = np.zeros((n, K), np.int64)
-        s[:, pad:], a[:, pad:], r[:, pad:], ts[:, pad:] = obs[:, lo : t + 1], acts[:, lo : t + 1], rtg[:, lo : t + 1], np.arange(lo, t + 1)
+        s[:, pad:], a[:, pad:], r[:, pad:], ts[:, pad:] = (
+            obs[:, lo : t + 1],
+            acts[:, lo : t + 1],
+            rtg[:, lo : t + 1],
+            np.arange(lo, t + 1),
+        )
         a[:, -1] = 0.0
         mask = np.arange(K)[None].repeat(n, 0) >= pad
         with torch.no_grad():

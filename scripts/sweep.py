@@ -1,0 +1,194 @@
+"""Run a matrix of datasets x backbones x seeds with `run_rl.py train`, then tabulate and plot the results.
+
+Resumable: a run whose results.json exists is skipped, a run with a checkpoint but no results is resumed, and
+the table is rebuilt from whatever results exist. Runs go in parallel as separate processes (`--jobs`), each with
+`--threads` torch threads.
+
+    python scripts/sweep.py run --configs hopper-medium walker2d-medium --backbones transformer mingru minlstm \
+        --seeds 0 1 2 --steps 20000 --out runs/sweep --jobs 2 --set eval_every=5000
+    python scripts/sweep.py table --out runs/sweep          # table.csv, table.json, table.md, curves_*.png
+
+Layout: OUT/<config>/<backbone>/seed<k>/ (a `run_rl.py train` run directory each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_dir(out: Path, config: str, backbone: str, seed: int) -> Path:
+    return out / config / backbone / f"seed{seed}"
+
+
+def train_command(out: Path, config: str, backbone: str, seed: int, steps: int, threads: int,
+                  overrides: list[str]) -> list[str]:
+    """The `run_rl.py train` command for one cell, with --resume when a checkpoint is there."""
+    rd = run_dir(out, config, backbone, seed)
+    cmd = [sys.executable, str(ROOT / "run_rl.py"), "train", "--config", str(ROOT / "configs" / f"{config}.yaml"),
+           "--backbone", backbone, "--seed", str(seed), "--steps", str(steps), "--out", str(rd),
+           "--set", f"threads={threads}", "--set", "progress=false"]
+    for o in overrides:
+        cmd += ["--set", o]
+    if (rd / "checkpoints" / "latest").is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def run_matrix(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    cells = [(c, b, s) for c in args.configs for b in args.backbones for s in args.seeds]
+    todo = [cell for cell in cells if not (run_dir(out, *cell) / "results.json").exists()]
+    print(f"{len(cells)} runs, {len(cells) - len(todo)} already finished, {len(todo)} to go")
+
+    def one(cell: tuple[str, str, int]) -> tuple[tuple, int, float]:
+        rd = run_dir(out, *cell)
+        rd.parent.mkdir(parents=True, exist_ok=True)
+        cmd = train_command(out, *cell, args.steps, args.threads, args.set)
+        t0 = time.time()
+        with open(rd.parent / f"{rd.name}.log", "a") as log:
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        print(f"{'/'.join(map(str, cell))}: exit {rc} after {time.time() - t0:.0f} s", flush=True)
+        return cell, rc, time.time() - t0
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        failed = [cell for cell, rc, _ in pool.map(one, todo) if rc != 0]
+    write_table(out)
+    if failed:
+        sys.exit(f"{len(failed)} runs failed: {failed}; see their .log files next to the run directories")
+
+
+def read_runs(out: Path) -> list[dict]:
+    """One row per finished run: config, backbone, seed, last and best scores, wall time, and its eval curve."""
+    rows = []
+    for res_path in sorted(out.glob("*/*/seed*/results.json")):
+        rd = res_path.parent
+        res = json.loads(res_path.read_text())
+        evals = [json.loads(line) for line in (rd / "evals.jsonl").read_text().splitlines() if line.strip()] \
+            if (rd / "evals.jsonl").exists() else []
+        scores = [e["score"] for e in evals]
+        rows.append({
+            "config": rd.parent.parent.name, "backbone": rd.parent.name, "seed": int(rd.name[4:]),
+            "last": res["normalized_score_mean"], "best": max(scores) if scores else res["normalized_score_mean"],
+            "return_last": res["return_mean"], "steps": res["steps"], "wall_time_s": res["wall_time_s"],
+            "score_reference": res["score_reference"], "acting_mode": res["acting_mode"],
+            "layout": res.get("layout"), "train_mode": res.get("train_mode"),
+            "curve": [(e["step"], e["score"]) for e in evals],
+        })
+    return rows
+
+
+def _mean_std(xs: list[float]) -> str:
+    return f"{np.mean(xs):.1f} ± {np.std(xs):.1f}" if xs else "–"
+
+
+def write_table(out: Path) -> str:
+    """Write table.csv / table.json (per run) and table.md (mean ± std over seeds, last and best)."""
+    rows = read_runs(out)
+    if not rows:
+        print("no finished runs yet")
+        return ""
+    flat = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
+    with open(out / "table.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(flat[0]))
+        w.writeheader()
+        w.writerows(flat)
+    (out / "table.json").write_text(json.dumps(rows, indent=1))
+
+    configs = sorted({r["config"] for r in rows})
+    backbones = [b for b in ("transformer", "mingru", "minlstm", "gru", "lstm") if any(r["backbone"] == b for r in rows)]
+    pick = {(r["config"], r["backbone"]): [] for r in rows}
+    for r in rows:
+        pick[(r["config"], r["backbone"])].append(r)
+    lines = ["| dataset | " + " | ".join(f"{b} last | {b} best" for b in backbones) + " |",
+             "|---|" + "---|---|" * len(backbones)]
+    avg = {b: {"last": [], "best": []} for b in backbones}
+    for c in configs:
+        cells = []
+        for b in backbones:
+            rs = pick.get((c, b), [])
+            cells += [_mean_std([r["last"] for r in rs]) + f" (n={len(rs)})", _mean_std([r["best"] for r in rs])]
+            if rs:
+                avg[b]["last"].append(np.mean([r["last"] for r in rs]))
+                avg[b]["best"].append(np.mean([r["best"] for r in rs]))
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    lines.append("| **average** | " + " | ".join(
+        f"{np.mean(avg[b]['last']):.1f} | {np.mean(avg[b]['best']):.1f}" if avg[b]["last"] else "– | –"
+        for b in backbones) + " |")
+    steps = sorted({r["steps"] for r in rows})
+    wall = {b: np.mean([r["wall_time_s"] for r in rows if r["backbone"] == b]) for b in backbones}
+    lines += ["", f"Steps per run: {', '.join(map(str, steps))}. Mean wall time per run: "
+              + ", ".join(f"{b} {wall[b] / 60:.1f} min" for b in backbones) + ". Scores: D4RL-normalised, "
+              "mean ± std over seeds of each run's last and best evaluation."]
+    md = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(md)
+    plot_curves(rows, out)
+    print(md)
+    return md
+
+
+def plot_curves(rows: list[dict], out: Path) -> None:
+    """curves_<config>.png: normalised score against step, mean ± std over seeds, one line per backbone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for c in sorted({r["config"] for r in rows}):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for b in sorted({r["backbone"] for r in rows if r["config"] == c}):
+            curves = [dict(r["curve"]) for r in rows if r["config"] == c and r["backbone"] == b and r["curve"]]
+            if not curves:
+                continue
+            steps = sorted(set.intersection(*(set(cv) for cv in curves)))
+            ys = np.array([[cv[s] for s in steps] for cv in curves])
+            m, sd = ys.mean(0), ys.std(0)
+            ax.plot(steps, m, label=f"{b} (n={len(curves)})")
+            ax.fill_between(steps, m - sd, m + sd, alpha=0.2)
+        ax.set_title(c)
+        ax.set_xlabel("gradient step")
+        ax.set_ylabel("D4RL-normalised score")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / f"curves_{c}.png", dpi=110)
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train every missing cell of the matrix, then write the table")
+    r.add_argument("--configs", nargs="+", required=True, help="config names in configs/ (without .yaml)")
+    r.add_argument("--backbones", nargs="+", default=["transformer", "mingru", "minlstm"])
+    r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    r.add_argument("--steps", type=int, required=True, help="gradient steps per run")
+    r.add_argument("--out", required=True)
+    r.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    r.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
+    t = sub.add_parser("table", help="rebuild table.md/csv/json and the curves from finished runs")
+    t.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    if a.cmd == "run":
+        for c in a.configs:
+            if not (ROOT / "configs" / f"{c}.yaml").is_file():
+                ap.error(f"no config configs/{c}.yaml; choose from "
+                         f"{sorted(p.stem for p in (ROOT / 'configs').glob('*.yaml'))}")
+        run_matrix(a)
+    else:
+        write_table(Path(a.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""run_rl.py: the documented train form, eval reproducing train's score, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import run_rl
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_FLAGS = [
+    "--dim", "16", "--depth", "1", "--context-len", "4", "--batch-size", "8", "--eval-max-steps", "10",
+    "--eval-envs", "2", "--target-returns", "100", "--threads", "1", "--log-every", "10", "--no-progress",
+]  # fmt: skip
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = run_rl.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_documented_train_form_and_eval_reproduces(d4rl_file: Any, tmp_path: Path) -> None:
+    """The exact form from the issue, in a subprocess; then eval --checkpoint reproduces the recorded score."""
+    out = tmp_path / "runs" / "x"
+    cmd = [sys.executable, str(ROOT / "run_rl.py"), "train", "--dataset", f"d4rl:{d4rl_file.path}", "--env",
+           "Hopper-v5", "--backbone", "mingru", "--steps", "20", "--eval-episodes", "2", "--out", str(out),
+           "--seed", "3", *TINY_FLAGS]  # fmt: skip
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "normalized score" in proc.stdout and "tensorboard --logdir" in proc.stdout
+    train_res = json.loads((out / "results.json").read_text())
+    assert train_res["steps"] == 20 and train_res["episodes"] == 2 and train_res["backbone"] == "mingru"
+
+    ev = [sys.executable, str(ROOT / "run_rl.py"), "eval", "--checkpoint", str(out), "--episodes", "2",
+          "--out", str(tmp_path / "ev")]  # fmt: skip
+    proc = subprocess.run(ev, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    eval_res = json.loads((tmp_path / "ev" / "results.json").read_text())
+    for key in ("return_mean", "return_std", "normalized_score_mean", "episodes", "acting_mode", "steps"):
+        assert eval_res[key] == train_res[key], key
+
+
+def test_resume_and_overwrite_flags(d4rl_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    base = ["train", "--dataset", f"d4rl:{d4rl_file.path}", "--out", str(out), "--eval-episodes", "1", *TINY_FLAGS]
+    assert run_main([*base, "--steps", "6", "--checkpoint-every", "3"], capsys)[0] == 0
+    code, _, err = run_main([*base, "--steps", "6"], capsys)
+    assert code == 2 and "already exists; pass --resume" in err
+    code, out_text, _ = run_main(["train", "--out", str(out), "--resume", "--steps", "9"], capsys)
+    assert code == 0
+    assert json.loads((out / "results.json").read_text())["steps"] == 9
+    assert run_main([*base, "--steps", "3", "--overwrite"], capsys)[0] == 0
+    assert json.loads((out / "results.json").read_text())["steps"] == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--contxt-len", "5"], "unknown option '--contxt-len' (did you mean --context-len?); valid options:"),
+        (["train", "--set", "contxt_len=5"], "unknown config key 'contxt_len' (did you mean 'context_len'?)"),
+        (["train", "--context-len", "0"], "context_len must be >= 1, got 0"),
+        (["train", "--lr", "-1"], "lr must be > 0"),
+        (["train", "--lr", "fast"], "config key 'lr' expects a number, got 'fast'"),
+        (["train", "--backbone", "mamba"], "backbone='mamba' is not valid"),
+        (["train", "--dataset", "d4rl:/nonexistent/hopper.hdf5", "--steps", "1"], "no such file"),
+        (["train", "--dataset", "hopper-medium"], "unknown dataset spec 'hopper-medium'"),
+        (["eval", "--checkpoint", "/nonexistent/run"], "does not exist"),
+        (["train", "--resume"], "--resume needs --out"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_errors_are_one_line(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if argv[0] == "train" and "--out" not in argv and "--resume" not in argv:
+        argv = [*argv, "--out", str(tmp_path / "run")]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2
+    assert message in err, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_shape_mismatch_dataset(d4rl_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "--dataset", f"d4rl:{d4rl_file.path}", "--env", "HalfCheetah-v5", "--out", str(tmp_path / "r")]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and "expects (17,)" in err and "Traceback" not in err
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="context_len must be >= 1"):
+        run_rl.main(["train", "--context-len", "0", "--out", str(tmp_path / "r"), "--debug"])
+
+
+def test_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in (["--help"], ["train", "--help"], ["eval", "--help"], ["datasets", "--help"], ["collect", "--help"],
+                ["bench", "--help"], ["bench", "agents", "--help"]):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            run_rl.main(cmd)
+        assert exc.value.code == 0
+        assert "usage:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        run_rl.main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "--context-len" in text and "DT: 20" in text and "--set KEY=VALUE" in text
+
+
+def test_datasets_lists_local_minari(minari_datasets: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["datasets", "--root", str(minari_datasets.root)], capsys)
+    assert code == 0 and minari_datasets.ours_id in out
+    code, out, _ = run_main(["datasets", "--inspect", f"minari:{minari_datasets.ours_id}"], capsys)
+    assert code == 0 and json.loads(out)["env_id"] == "Hopper-v5"
+
+
+def test_bench_agents_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["bench", "agents", "--backbones", "mingru", "transformer", "--layouts", "stacked", "--contexts", "4",
+            "--batch-size", "4", "--repeat", "1", "--dim", "16", "--depth", "1", "--acting-steps", "2",
+            "--acting-envs", "2", "--acting-context", "4", "--threads", "1", "--out", str(out)]  # fmt: skip
+    code, text, _ = run_main(argv, capsys)
+    assert code == 0 and "ms_per_step" in text
+    data = json.loads(out.read_text())
+    assert len(data["train"]) == 2
+    assert {(r["backbone"], r["mode"]) for r in data["acting"]} == {
+        ("mingru", "window"),
+        ("mingru", "recurrent"),
+        ("transformer", "window"),
+    }
