@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.sac import load_actor, read_evals
-from envs.collect import Episode, dataset_id, rollout, write_dataset
+from envs.collect import CollectedEpisode, dataset_id, rollout, write_dataset
 from envs.scores import d4rl_env_key, normalized_score
 
 POLICY_DIR = Path(__file__).parent / "policies"
@@ -48,8 +48,10 @@ class ActorPolicy:
         actor, self.meta = load_actor(path)
         self.path = Path(path)
         linears = [m for m in actor.net if hasattr(m, "weight")]
-        self.layers = [(m.weight.detach().numpy().T.astype(np.float64), m.bias.detach().numpy().astype(np.float64))
-                       for m in linears]
+        self.layers = [
+            (m.weight.detach().numpy().T.astype(np.float64), m.bias.detach().numpy().astype(np.float64))
+            for m in linears
+        ]
         self.scale = actor.act_scale.numpy().astype(np.float64)
         self.bias = actor.act_bias.numpy().astype(np.float64)
         self.deterministic = deterministic
@@ -134,13 +136,27 @@ def ship(sac_run: str | Path, env: str, out_dir: Path = POLICY_DIR, episodes: in
         shutil.copyfile(Path(sac_run) / row["actor"], dst)
         measured = {}
         for mode in ("sampled", "deterministic"):
-            res = evaluate(ActorPolicy(dst, deterministic=mode == "deterministic", seed=0), env_id,
-                           n_episodes=episodes, n_envs=min(episodes, 5), seed=0, score_reference="d4rl")
-            measured[mode] = {"return_mean": res.return_mean, "return_std": res.return_std,
-                              "normalized_score": res.normalized_mean, "episodes": episodes}
-        index[key]["policies"][role] = {"file": dst.name, "sac_step": row["step"],
-                                        "sac_eval_return": row["return_mean"],
-                                        "sac_eval_normalized_score": row["normalized_score"], **measured}
+            res = evaluate(
+                ActorPolicy(dst, deterministic=mode == "deterministic", seed=0),
+                env_id,
+                n_episodes=episodes,
+                n_envs=min(episodes, 5),
+                seed=0,
+                score_reference="d4rl",
+            )
+            measured[mode] = {
+                "return_mean": res.return_mean,
+                "return_std": res.return_std,
+                "normalized_score": res.normalized_mean,
+                "episodes": episodes,
+            }
+        index[key]["policies"][role] = {
+            "file": dst.name,
+            "sac_step": row["step"],
+            "sac_eval_return": row["return_mean"],
+            "sac_eval_normalized_score": row["normalized_score"],
+            **measured,
+        }
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True))
     return index[key]
 
@@ -154,37 +170,47 @@ def _policy_file(key: str, role: str, sac_run: str | Path | None) -> tuple[Path,
     if sac_run is not None:
         picks = pick_checkpoints(read_evals(sac_run), key)
         row = picks[role]
-        return Path(sac_run) / row["actor"], {"source": "sac_run", "sac_run": str(sac_run), "sac_step": row["step"],
-                                             "sac_eval_return": row["return_mean"],
-                                             "sac_eval_normalized_score": row["normalized_score"]}
+        return Path(sac_run) / row["actor"], {
+            "source": "sac_run",
+            "sac_run": str(sac_run),
+            "sac_step": row["step"],
+            "sac_eval_return": row["return_mean"],
+            "sac_eval_normalized_score": row["normalized_score"],
+        }
     index_path = POLICY_DIR / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     if key not in index or role not in index[key]["policies"]:
         raise FileNotFoundError(
             f"no shipped {role} policy for {key} in {POLICY_DIR}; train one with "
-            f"`python -m agents.sac --env {ENV_IDS[key]} --out sac_runs/{key}` and pass --sac-run sac_runs/{key}")
+            f"`python -m agents.sac --env {ENV_IDS[key]} --out sac_runs/{key}` and pass --sac-run sac_runs/{key}"
+        )
     info = index[key]["policies"][role]
     return POLICY_DIR / info["file"], {"source": "shipped", **info}
 
 
-def _replay_from_buffer(sac_run: Path, steps: int) -> list[Episode]:
+def _replay_from_buffer(sac_run: Path, steps: int) -> list[CollectedEpisode]:
     """The real SAC replay buffer's first `steps` transitions, split into episodes (the tail kept as truncated)."""
-    buf = {k: np.load(sac_run / "buffer" / f"{k}.npy", mmap_mode="r")
-           for k in ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")}
+    buf = {
+        k: np.load(sac_run / "buffer" / f"{k}.npy", mmap_mode="r")
+        for k in ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
+    }
     ends = np.flatnonzero(buf["terminated"][:steps] | buf["truncated"][:steps])
     if len(ends) == 0 or ends[-1] != steps - 1:
         ends = np.append(ends, steps - 1)
     episodes, start = [], 0
     for e in ends:
-        obs = np.concatenate([buf["obs"][start:e + 1], buf["next_obs"][e:e + 1]])
+        obs = np.concatenate([buf["obs"][start : e + 1], buf["next_obs"][e : e + 1]])
         term = bool(buf["terminated"][e])
-        episodes.append(Episode(obs, np.array(buf["actions"][start:e + 1]), np.array(buf["rewards"][start:e + 1]),
-                                term, not term))
+        episodes.append(
+            CollectedEpisode(
+                obs, np.array(buf["actions"][start : e + 1]), np.array(buf["rewards"][start : e + 1]), term, not term
+            )
+        )
         start = e + 1
     return episodes
 
 
-def _replay_approximation(key: str, seed: int, size: int | None) -> tuple[list[Episode], dict]:
+def _replay_approximation(key: str, seed: int, size: int | None) -> tuple[list[CollectedEpisode], dict]:
     """Replay-buffer stand-in from the shipped checkpoint series (see the module docstring)."""
     index = json.loads((POLICY_DIR / "index.json").read_text())[key]
     pol = index["policies"]
@@ -207,14 +233,30 @@ def _replay_approximation(key: str, seed: int, size: int | None) -> tuple[list[E
         else:
             policy = ActorPolicy(POLICY_DIR / src["file"], seed=seed + i)
         episodes += rollout(policy, ENV_IDS[key], n, seed=seed + 100_000 * (i + 1))
-        parts.append({"policy": "uniform-random" if src is None else src["file"],
-                      "sac_step": 0 if src is None else src["sac_step"], "transitions": n})
-    return episodes, {"replay": "approximation from the shipped checkpoint series, not the real buffer",
-                      "parts": parts, "medium_sac_step": medium_step}
+        parts.append(
+            {
+                "policy": "uniform-random" if src is None else src["file"],
+                "sac_step": 0 if src is None else src["sac_step"],
+                "transitions": n,
+            }
+        )
+    return episodes, {
+        "replay": "approximation from the shipped checkpoint series, not the real buffer",
+        "parts": parts,
+        "medium_sac_step": medium_step,
+    }
 
 
-def build(env: str, level: str, size: int | None = None, seed: int = 0, sac_run: str | Path | None = None,
-          root: str | Path | None = None, overwrite: bool = False, name: str | None = None) -> tuple[str, Path]:
+def build(
+    env: str,
+    level: str,
+    size: int | None = None,
+    seed: int = 0,
+    sac_run: str | Path | None = None,
+    root: str | Path | None = None,
+    overwrite: bool = False,
+    name: str | None = None,
+) -> tuple[str, Path]:
     """Build one dataset and write it as a Minari dataset. Returns (dataset id, path).
 
     `size` is the number of transitions (per part for medium-expert); None means the recipe's default: 1M as in
@@ -230,8 +272,13 @@ def build(env: str, level: str, size: int | None = None, seed: int = 0, sac_run:
     env_id = ENV_IDS[key]
     n = size or 1_000_000
     t0 = time.time()
-    recipe: dict = {"level": level, "env_id": env_id, "seed": seed, "algorithm": "SAC",
-                    "d4rl_default_size": 1_000_000 if level != "medium-replay" else "replay buffer"}
+    recipe: dict = {
+        "level": level,
+        "env_id": env_id,
+        "seed": seed,
+        "algorithm": "SAC",
+        "d4rl_default_size": 1_000_000 if level != "medium-replay" else "replay buffer",
+    }
     if level == "random":
         episodes = rollout(UniformPolicy(env_id, seed), env_id, n, seed)
         recipe["algorithm"] = "uniform-random"
@@ -266,11 +313,18 @@ def add_collect_args(p: argparse.ArgumentParser) -> None:
     """Flags of `run_rl.py collect`."""
     p.add_argument("--env", required=True, help="halfcheetah, hopper or walker2d (or their -v5 ids)")
     p.add_argument("--level", required=True, choices=LEVELS, help="which D4RL-style recipe")
-    p.add_argument("--size", type=int, default=None,
-                   help="transitions (per part for medium-expert); default 1M as D4RL, the buffer for medium-replay")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="transitions (per part for medium-expert); default 1M as D4RL, the buffer for medium-replay",
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds the env resets and the action noise")
-    p.add_argument("--sac-run", default=None,
-                   help="take policies (and the real replay buffer) from this SAC run instead of the shipped ones")
+    p.add_argument(
+        "--sac-run",
+        default=None,
+        help="take policies (and the real replay buffer) from this SAC run instead of the shipped ones",
+    )
     p.add_argument("--root", default=None, help="Minari datasets root (default $MINARI_DATASETS_PATH or ~/.minari)")
     p.add_argument("--name", default=None, help="dataset id (default minrnn/<env>/<level>-v0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of the same id")
@@ -279,19 +333,22 @@ def add_collect_args(p: argparse.ArgumentParser) -> None:
 def run_collect(args: argparse.Namespace) -> str:
     """Build the dataset `args` asks for, print a summary and return its id."""
     t0 = time.time()
-    ds_id, path = build(args.env, args.level, args.size, args.seed, args.sac_run, args.root, args.overwrite,
-                        args.name)
+    ds_id, path = build(args.env, args.level, args.size, args.seed, args.sac_run, args.root, args.overwrite, args.name)
     meta = json.loads((path / "data" / "metadata.json").read_text())
     score = float(normalized_score(args.env, [meta["return_mean"]])[0])
-    print(f"wrote {ds_id} ({meta['total_steps']} transitions, {meta['total_episodes']} episodes, "
-          f"mean return {meta['return_mean']:.1f}, D4RL score {score:.1f}) to {path} in {time.time() - t0:.0f} s")
+    print(
+        f"wrote {ds_id} ({meta['total_steps']} transitions, {meta['total_episodes']} episodes, "
+        f"mean return {meta['return_mean']:.1f}, D4RL score {score:.1f}) to {path} in {time.time() - t0:.0f} s"
+    )
     print(f"use it with: --dataset minari:{ds_id}")
     return ds_id
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="Ship behaviour policies from a SAC run: python -m agents.recipes "
-                                 "ship --sac-run sac_runs/hopper --env hopper")
+    ap = argparse.ArgumentParser(
+        description="Ship behaviour policies from a SAC run: python -m agents.recipes "
+        "ship --sac-run sac_runs/hopper --env hopper"
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("ship", help="copy a SAC run's medium/expert/replay checkpoints into agents/policies")
     s.add_argument("--sac-run", required=True)

@@ -136,8 +136,14 @@ class ReplayBuffer:
 
     def __init__(self, root: Path, capacity: int, obs_dim: int, act_dim: int):
         root.mkdir(parents=True, exist_ok=True)
-        shapes = {"obs": (obs_dim,), "next_obs": (obs_dim,), "actions": (act_dim,), "rewards": (),
-                  "terminated": (), "truncated": ()}
+        shapes = {
+            "obs": (obs_dim,),
+            "next_obs": (obs_dim,),
+            "actions": (act_dim,),
+            "rewards": (),
+            "terminated": (),
+            "truncated": (),
+        }
         self.data = {}
         for k in self.FIELDS:
             path = root / f"{k}.npy"
@@ -213,8 +219,9 @@ def load_actor(path: str | Path) -> tuple[Actor, dict]:
     for key in ("obs_dim", "act_dim", "hidden", "act_low", "act_high"):
         if key not in meta:
             raise ValueError(f"{path} is not an actor checkpoint: its metadata lacks '{key}'")
-    actor = Actor(meta["obs_dim"], meta["act_dim"], meta["hidden"], np.array(meta["act_low"]),
-                  np.array(meta["act_high"]))
+    actor = Actor(
+        meta["obs_dim"], meta["act_dim"], meta["hidden"], np.array(meta["act_low"]), np.array(meta["act_high"])
+    )
     actor.load_state_dict(load_file(str(path)))
     return actor.eval(), meta
 
@@ -231,8 +238,10 @@ def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
     if cfg_path.exists():
         saved = json.loads(cfg_path.read_text())
         if saved["env_id"] != cfg.env_id or saved["seed"] != cfg.seed:
-            raise ValueError(f"{run} holds a run of {saved['env_id']} seed {saved['seed']}; "
-                             f"choose another directory for {cfg.env_id} seed {cfg.seed}")
+            raise ValueError(
+                f"{run} holds a run of {saved['env_id']} seed {saved['seed']}; "
+                f"choose another directory for {cfg.env_id} seed {cfg.seed}"
+            )
         cfg = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k != "total_steps"})
         cfg = dataclasses.replace(cfg, total_steps=max(cfg.total_steps, saved["total_steps"]))
     cfg_path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
@@ -272,8 +281,16 @@ def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
         buffer.size = step
         if step > 0 and not (buffer.data["terminated"][step - 1] or buffer.data["truncated"][step - 1]):
             buffer.data["truncated"][step - 1] = True  # the episode in flight at the kill is cut here
-    meta = {"env_id": cfg.env_id, "obs_dim": obs_dim, "act_dim": act_dim, "hidden": cfg.hidden,
-            "act_low": low.tolist(), "act_high": high.tolist(), "algorithm": "SAC", "seed": cfg.seed}
+    meta = {
+        "env_id": cfg.env_id,
+        "obs_dim": obs_dim,
+        "act_dim": act_dim,
+        "hidden": cfg.hidden,
+        "act_low": low.tolist(),
+        "act_high": high.tolist(),
+        "algorithm": "SAC",
+        "seed": cfg.seed,
+    }
 
     writer = SummaryWriter(str(run / "tb"), purge_step=step)
     obs, _ = env.reset(seed=cfg.seed + 1000 * episode)
@@ -340,24 +357,43 @@ def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
         if step % cfg.eval_every == 0:
             rets = evaluate_actor(actor, cfg.env_id, cfg.eval_episodes, seed=10_000 + step)
             name = f"step_{step:07d}.safetensors"
-            save_actor(actor, run / "actors" / name,
-                       {**meta, "step": step, "eval_return_mean": float(rets.mean()),
-                        "eval_return_std": float(rets.std())})
+            save_actor(
+                actor,
+                run / "actors" / name,
+                {**meta, "step": step, "eval_return_mean": float(rets.mean()), "eval_return_std": float(rets.std())},
+            )
             with open(run / "evals.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "return_mean": float(rets.mean()),
-                                    "return_std": float(rets.std()),
-                                    "actor": f"actors/{name}"}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "return_mean": float(rets.mean()),
+                            "return_std": float(rets.std()),
+                            "actor": f"actors/{name}",
+                        }
+                    )
+                    + "\n"
+                )
             writer.add_scalar("eval/return_mean", rets.mean(), step)
             bar.set_postfix(eval_return=f"{rets.mean():.0f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
             buffer.flush()
-            _atomic_torch_save({
-                "actor": actor.state_dict(), "critic": critic.state_dict(),
-                "critic_target": critic_target.state_dict(), "log_alpha": log_alpha.detach(),
-                "actor_opt": actor_opt.state_dict(), "critic_opt": critic_opt.state_dict(),
-                "alpha_opt": alpha_opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                "np_rng": rng.bit_generator.state, "step": step, "episode": episode,
-            }, run / "state.pt")
+            _atomic_torch_save(
+                {
+                    "actor": actor.state_dict(),
+                    "critic": critic.state_dict(),
+                    "critic_target": critic_target.state_dict(),
+                    "log_alpha": log_alpha.detach(),
+                    "actor_opt": actor_opt.state_dict(),
+                    "critic_opt": critic_opt.state_dict(),
+                    "alpha_opt": alpha_opt.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "np_rng": rng.bit_generator.state,
+                    "step": step,
+                    "episode": episode,
+                },
+                run / "state.pt",
+            )
             writer.flush()
         bar.update(1)
     bar.close()
@@ -389,5 +425,9 @@ if __name__ == "__main__":
     p.add_argument("--out", required=True)
     p.add_argument("--eval-every", type=int, default=10_000)
     a = p.parse_args()
-    train(SACConfig(env_id=a.env, total_steps=a.steps, seed=a.seed, eval_every=a.eval_every,
-                    checkpoint_every=a.eval_every), a.out)
+    train(
+        SACConfig(
+            env_id=a.env, total_steps=a.steps, seed=a.seed, eval_every=a.eval_every, checkpoint_every=a.eval_every
+        ),
+        a.out,
+    )

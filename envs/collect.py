@@ -28,7 +28,7 @@ NAMESPACE = "minrnn"
 
 
 @dataclass
-class Episode:
+class CollectedEpisode:
     """One episode: observations (T+1, obs) including the last one, actions (T, act), rewards (T,), and whether it
     ended by termination or truncation (time limit, or the collection budget running out)."""
 
@@ -57,7 +57,9 @@ def datasets_root() -> Path:
     return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
 
 
-def rollout(policy: Any, env_id: str, n_transitions: int, seed: int, max_episode_steps: int = 1000) -> list[Episode]:
+def rollout(
+    policy: Any, env_id: str, n_transitions: int, seed: int, max_episode_steps: int = 1000
+) -> list[CollectedEpisode]:
     """Run `policy` in one environment until exactly `n_transitions` steps were taken.
 
     Episode k is reset with seed `seed + k`. The last episode is cut at the budget and marked truncated, as D4RL
@@ -67,7 +69,7 @@ def rollout(policy: Any, env_id: str, n_transitions: int, seed: int, max_episode
     if n_transitions <= 0:
         raise ValueError(f"n_transitions must be positive, got {n_transitions}")
     env = gym.make(env_id, max_episode_steps=max_episode_steps)
-    episodes: list[Episode] = []
+    episodes: list[CollectedEpisode] = []
     steps, k = 0, 0
     policy.reset(1)
     while steps < n_transitions:
@@ -84,8 +86,16 @@ def rollout(policy: Any, env_id: str, n_transitions: int, seed: int, max_episode
             steps += 1
             if term or trunc or steps >= n_transitions:
                 break
-        episodes.append(Episode(np.asarray(obs_list, np.float32), np.asarray(act_list, np.float32),
-                                np.asarray(rew_list, np.float32), bool(term), bool(not term), seed + k))
+        episodes.append(
+            CollectedEpisode(
+                np.asarray(obs_list, np.float32),
+                np.asarray(act_list, np.float32),
+                np.asarray(rew_list, np.float32),
+                bool(term),
+                bool(not term),
+                seed + k,
+            )
+        )
         k += 1
     env.close()
     return episodes
@@ -109,7 +119,7 @@ def _minari_root(root: str | Path | None) -> Iterator[None]:
 
 def write_dataset(
     dataset_id: str,
-    episodes: list[Episode],
+    episodes: list[CollectedEpisode],
     env_id: str,
     recipe: dict,
     root: str | Path | None = None,
@@ -129,27 +139,47 @@ def write_dataset(
         path = datasets_root() / dataset_id
         if path.exists():
             if not overwrite:
-                raise FileExistsError(f"dataset {dataset_id} already exists at {path}; pass --overwrite to "
-                                      "replace it, or choose another --name")
+                raise FileExistsError(
+                    f"dataset {dataset_id} already exists at {path}; pass --overwrite to "
+                    "replace it, or choose another --name"
+                )
             shutil.rmtree(path)
         buffers = [
-            EpisodeBuffer(id=i, seed=ep.seed, observations=list(ep.observations), actions=list(ep.actions),
-                          rewards=ep.rewards.tolist(), terminations=[False] * (len(ep) - 1) + [ep.terminated],
-                          truncations=[False] * (len(ep) - 1) + [ep.truncated])
+            EpisodeBuffer(
+                id=i,
+                seed=ep.seed,
+                observations=list(ep.observations),
+                actions=list(ep.actions),
+                rewards=ep.rewards.tolist(),
+                terminations=[False] * (len(ep) - 1) + [ep.terminated],
+                truncations=[False] * (len(ep) - 1) + [ep.truncated],
+            )
             for i, ep in enumerate(episodes)
         ]
         ref_min, ref_max = d4rl_reference(env_id)
         spec = gym.make(env_id).spec
         ds = minari.create_dataset_from_buffers(
-            dataset_id=dataset_id, buffer=buffers, env=spec, eval_env=spec,
-            algorithm_name=recipe.get("algorithm", "unknown"), author={"minrnn-rl"},
-            ref_min_score=ref_min, ref_max_score=ref_max, description=description or json.dumps(recipe),
+            dataset_id=dataset_id,
+            buffer=buffers,
+            env=spec,
+            eval_env=spec,
+            algorithm_name=recipe.get("algorithm", "unknown"),
+            author={"minrnn-rl"},
+            ref_min_score=ref_min,
+            ref_max_score=ref_max,
+            description=description or json.dumps(recipe),
             requirements=["mujoco>=3"],
         )
         returns = np.array([ep.rewards.sum() for ep in episodes])
-        ds.storage.update_metadata({"score_reference": "d4rl", "recipe": recipe,
-                                    "return_mean": float(returns.mean()), "return_std": float(returns.std())})
+        ds.storage.update_metadata(
+            {
+                "score_reference": "d4rl",
+                "recipe": recipe,
+                "return_mean": float(returns.mean()),
+                "return_std": float(returns.std()),
+            }
+        )
         return path
 
 
-__all__ = ["NAMESPACE", "Episode", "dataset_id", "datasets_root", "rollout", "write_dataset"]
+__all__ = ["NAMESPACE", "CollectedEpisode", "dataset_id", "datasets_root", "rollout", "write_dataset"]

@@ -31,13 +31,30 @@ def run_dir(out: Path, config: str, backbone: str, seed: int) -> Path:
     return out / config / backbone / f"seed{seed}"
 
 
-def train_command(out: Path, config: str, backbone: str, seed: int, steps: int, threads: int,
-                  overrides: list[str]) -> list[str]:
+def train_command(
+    out: Path, config: str, backbone: str, seed: int, steps: int, threads: int, overrides: list[str]
+) -> list[str]:
     """The `run_rl.py train` command for one cell, with --resume when a checkpoint is there."""
     rd = run_dir(out, config, backbone, seed)
-    cmd = [sys.executable, str(ROOT / "run_rl.py"), "train", "--config", str(ROOT / "configs" / f"{config}.yaml"),
-           "--backbone", backbone, "--seed", str(seed), "--steps", str(steps), "--out", str(rd),
-           "--set", f"threads={threads}", "--set", "progress=false"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "run_rl.py"),
+        "train",
+        "--config",
+        str(ROOT / "configs" / f"{config}.yaml"),
+        "--backbone",
+        backbone,
+        "--seed",
+        str(seed),
+        "--steps",
+        str(steps),
+        "--out",
+        str(rd),
+        "--set",
+        f"threads={threads}",
+        "--set",
+        "progress=false",
+    ]
     for o in overrides:
         cmd += ["--set", o]
     if (rd / "checkpoints" / "latest").is_file():
@@ -74,17 +91,29 @@ def read_runs(out: Path) -> list[dict]:
     for res_path in sorted(out.glob("*/*/seed*/results.json")):
         rd = res_path.parent
         res = json.loads(res_path.read_text())
-        evals = [json.loads(line) for line in (rd / "evals.jsonl").read_text().splitlines() if line.strip()] \
-            if (rd / "evals.jsonl").exists() else []
+        evals = (
+            [json.loads(line) for line in (rd / "evals.jsonl").read_text().splitlines() if line.strip()]
+            if (rd / "evals.jsonl").exists()
+            else []
+        )
         scores = [e["score"] for e in evals]
-        rows.append({
-            "config": rd.parent.parent.name, "backbone": rd.parent.name, "seed": int(rd.name[4:]),
-            "last": res["normalized_score_mean"], "best": max(scores) if scores else res["normalized_score_mean"],
-            "return_last": res["return_mean"], "steps": res["steps"], "wall_time_s": res["wall_time_s"],
-            "score_reference": res["score_reference"], "acting_mode": res["acting_mode"],
-            "layout": res.get("layout"), "train_mode": res.get("train_mode"),
-            "curve": [(e["step"], e["score"]) for e in evals],
-        })
+        rows.append(
+            {
+                "config": rd.parent.parent.name,
+                "backbone": rd.parent.name,
+                "seed": int(rd.name[4:]),
+                "last": res["normalized_score_mean"],
+                "best": max(scores) if scores else res["normalized_score_mean"],
+                "return_last": res["return_mean"],
+                "steps": res["steps"],
+                "wall_time_s": res["wall_time_s"],
+                "score_reference": res["score_reference"],
+                "acting_mode": res["acting_mode"],
+                "layout": res.get("layout"),
+                "train_mode": res.get("train_mode"),
+                "curve": [(e["step"], e["score"]) for e in evals],
+            }
+        )
     return rows
 
 
@@ -106,12 +135,16 @@ def write_table(out: Path) -> str:
     (out / "table.json").write_text(json.dumps(rows, indent=1))
 
     configs = sorted({r["config"] for r in rows})
-    backbones = [b for b in ("transformer", "mingru", "minlstm", "gru", "lstm") if any(r["backbone"] == b for r in rows)]
+    backbones = [
+        b for b in ("transformer", "mingru", "minlstm", "gru", "lstm") if any(r["backbone"] == b for r in rows)
+    ]
     pick = {(r["config"], r["backbone"]): [] for r in rows}
     for r in rows:
         pick[(r["config"], r["backbone"])].append(r)
-    lines = ["| dataset | " + " | ".join(f"{b} last | {b} best" for b in backbones) + " |",
-             "|---|" + "---|---|" * len(backbones)]
+    lines = [
+        "| dataset | " + " | ".join(f"{b} last | {b} best" for b in backbones) + " |",
+        "|---|" + "---|---|" * len(backbones),
+    ]
     avg = {b: {"last": [], "best": []} for b in backbones}
     for c in configs:
         cells = []
@@ -122,14 +155,23 @@ def write_table(out: Path) -> str:
                 avg[b]["last"].append(np.mean([r["last"] for r in rs]))
                 avg[b]["best"].append(np.mean([r["best"] for r in rs]))
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    lines.append("| **average** | " + " | ".join(
-        f"{np.mean(avg[b]['last']):.1f} | {np.mean(avg[b]['best']):.1f}" if avg[b]["last"] else "– | –"
-        for b in backbones) + " |")
+    lines.append(
+        "| **average** | "
+        + " | ".join(
+            f"{np.mean(avg[b]['last']):.1f} | {np.mean(avg[b]['best']):.1f}" if avg[b]["last"] else "– | –"
+            for b in backbones
+        )
+        + " |"
+    )
     steps = sorted({r["steps"] for r in rows})
     wall = {b: np.mean([r["wall_time_s"] for r in rows if r["backbone"] == b]) for b in backbones}
-    lines += ["", f"Steps per run: {', '.join(map(str, steps))}. Mean wall time per run: "
-              + ", ".join(f"{b} {wall[b] / 60:.1f} min" for b in backbones) + ". Scores: D4RL-normalised, "
-              "mean ± std over seeds of each run's last and best evaluation."]
+    lines += [
+        "",
+        f"Steps per run: {', '.join(map(str, steps))}. Mean wall time per run: "
+        + ", ".join(f"{b} {wall[b] / 60:.1f} min" for b in backbones)
+        + ". Scores: D4RL-normalised, "
+        "mean ± std over seeds of each run's last and best evaluation.",
+    ]
     md = "\n".join(lines) + "\n"
     (out / "table.md").write_text(md)
     plot_curves(rows, out)
@@ -183,8 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     if a.cmd == "run":
         for c in a.configs:
             if not (ROOT / "configs" / f"{c}.yaml").is_file():
-                ap.error(f"no config configs/{c}.yaml; choose from "
-                         f"{sorted(p.stem for p in (ROOT / 'configs').glob('*.yaml'))}")
+                ap.error(
+                    f"no config configs/{c}.yaml; choose from "
+                    f"{sorted(p.stem for p in (ROOT / 'configs').glob('*.yaml'))}"
+                )
         run_matrix(a)
     else:
         write_table(Path(a.out))

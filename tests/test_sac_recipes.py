@@ -19,8 +19,15 @@ from envs.collect import rollout
 def sac_run(tmp_path_factory):
     """A 2500-step SAC run on Hopper-v5, evaluated and checkpointed every 500 steps (about 30 s here)."""
     run = tmp_path_factory.mktemp("sac") / "hopper"
-    cfg = SACConfig(env_id="Hopper-v5", total_steps=2500, learning_starts=500, eval_every=500,
-                    checkpoint_every=500, eval_episodes=2, seed=3)
+    cfg = SACConfig(
+        env_id="Hopper-v5",
+        total_steps=2500,
+        learning_starts=500,
+        eval_every=500,
+        checkpoint_every=500,
+        eval_episodes=2,
+        seed=3,
+    )
     train(cfg, run, progress=False)
     return run
 
@@ -28,8 +35,9 @@ def sac_run(tmp_path_factory):
 def _random_returns(episodes: int, seed: int) -> np.ndarray:
     from envs.evaluate import evaluate
 
-    return evaluate(UniformPolicy("Hopper-v5", seed), "Hopper-v5", n_episodes=episodes, n_envs=1, seed=seed,
-                    score_reference="d4rl").returns
+    return evaluate(
+        UniformPolicy("Hopper-v5", seed), "Hopper-v5", n_episodes=episodes, n_envs=1, seed=seed, score_reference="d4rl"
+    ).returns
 
 
 def test_sac_learns_and_checkpoints_load(sac_run):
@@ -59,8 +67,15 @@ def test_sac_resume_continues_and_grows_buffer(sac_run, tmp_path):
 
     run = tmp_path / "resumed"
     shutil.copytree(sac_run, run)
-    cfg = SACConfig(env_id="Hopper-v5", total_steps=3000, learning_starts=500, eval_every=500,
-                    checkpoint_every=500, eval_episodes=1, seed=3)
+    cfg = SACConfig(
+        env_id="Hopper-v5",
+        total_steps=3000,
+        learning_starts=500,
+        eval_every=500,
+        checkpoint_every=500,
+        eval_episodes=1,
+        seed=3,
+    )
     train(cfg, run, progress=False)
     assert torch.load(run / "state.pt", weights_only=False)["step"] == 3000
     assert np.load(run / "buffer" / "rewards.npy", mmap_mode="r").shape == (3000,)
@@ -68,8 +83,10 @@ def test_sac_resume_continues_and_grows_buffer(sac_run, tmp_path):
 
 
 def test_pick_checkpoints_nearest_target_and_best():
-    rows = [{"step": s, "return_mean": r, "actor": f"a{s}"} for s, r in
-            [(10, 100), (20, 900), (30, 1500), (40, 1700), (50, 3000), (60, 2500)]]
+    rows = [
+        {"step": s, "return_mean": r, "actor": f"a{s}"}
+        for s, r in [(10, 100), (20, 900), (30, 1500), (40, 1700), (50, 3000), (60, 2500)]
+    ]
     picks = pick_checkpoints(rows, "hopper")
     # hopper target 47.5 normalised = 0.475 * (3234.3 + 20.27) - 20.27 = 1525.6: nearest is 1500
     assert picks["medium"]["step"] == 30 and picks["expert"]["step"] == 50
