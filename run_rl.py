@@ -271,8 +271,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- quickstart ---------------------------------------------------------------------------------------------
+def build_quickstart_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "quickstart", help="build a small dataset, train and evaluate a Decision-minGRU (a few minutes on 2 cores)",
+        description="Collect a 50k-transition hopper-medium dataset from the shipped behaviour policy (once), train "
+        "configs/quickstart.yaml, print the normalised score and where to point TensorBoard.",
+    )  # fmt: skip
+    p.add_argument("--out", default="runs/quickstart", help="run directory (a free name is chosen if it exists)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of configs/quickstart.yaml")  # fmt: skip
+    _common(p)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from agents.quickstart import run_quickstart
+
+    results = run_quickstart(args.out, args.overrides)
+    out = Path(results["run_dir"])
+    _print_results(results, out)
+    print(f"TensorBoard: tensorboard --logdir {out / 'tb'}")
+    return 0
+
+
 # --- main -------------------------------------------------------------------------------------------------------
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "datasets": cmd_datasets, "collect": cmd_collect, "bench": cmd_bench}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "datasets": cmd_datasets,
+    "collect": cmd_collect,
+    "bench": cmd_bench,
+    "quickstart": cmd_quickstart,
+}
 
 
 def build_parser() -> Parser:
@@ -281,7 +311,13 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for build in (build_train_parser, build_eval_parser, build_collect_parser, build_datasets_parser):
+    for build in (
+        build_quickstart_parser,
+        build_train_parser,
+        build_eval_parser,
+        build_collect_parser,
+        build_datasets_parser,
+    ):
         build(sub)
     build_bench_parser(sub)
     for p in sub.choices.values():
