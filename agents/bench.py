@@ -8,9 +8,14 @@ long enough to fill the window. Median over repeats; JSON out plus a printed tab
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads OpenMP (when this module is imported first; run_rl.py does the same): idle OpenMP threads
+# sleep instead of spinning, which made 2-thread runs 10-200x slower on a busy CPU.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import platform
 import statistics
 import time

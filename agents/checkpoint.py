@@ -7,7 +7,8 @@ Layout of ``RUN/checkpoints/``::
     step_0000200/
         model.safetensors       weights and buffers (incl. the state mean/std)
         optimizer.safetensors   AdamW moments, "state.<param index>.<name>"   (absent in best-only folders)
-        rng.safetensors         torch CPU RNG state                           (absent in best-only folders)
+        rng.safetensors         torch RNG states: "torch_cpu" (rank 0), and per rank "torch_cpu.<r>",
+                                "torch_cuda.<r>" (CUDA runs)                  (absent in best-only folders)
         state.json              step, config, normalisation stats, dims, env id, optimizer param groups,
                                 scheduler state, numpy sampler RNG state, evaluation history, sha256 of each file
 
@@ -19,6 +20,7 @@ reported rather than read; nothing is ever loaded with pickle.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -45,8 +47,9 @@ class Checkpoint:
     path: Path  # the checkpoint folder
     model: dict[str, torch.Tensor]  # model state_dict
     optimizer: dict[str, Any] | None  # optimizer state_dict (tensors + param_groups), None in best-only folders
-    torch_rng: torch.Tensor | None  # torch.get_rng_state()
+    torch_rng: torch.Tensor | None  # torch.get_rng_state() of rank 0
     meta: dict[str, Any]  # state.json
+    rng: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)  # every tensor of rng.safetensors
 
 
 def _fsync_dir(path: Path) -> None:
@@ -117,7 +120,7 @@ def save_checkpoint(
     model_state: dict[str, torch.Tensor],
     meta: dict[str, Any],
     optimizer_state: dict[str, Any] | None = None,
-    torch_rng: torch.Tensor | None = None,
+    torch_rng: torch.Tensor | dict[str, torch.Tensor] | None = None,
     pointers: tuple[str, ...] = ("latest",),
     keep: int = 1,
 ) -> Path:
@@ -129,7 +132,7 @@ def save_checkpoint(
         model_state: model.state_dict().
         meta: JSON-ready values (step, config, stats, ...); file hashes and the format version are added.
         optimizer_state: optimizer.state_dict() or None.
-        torch_rng: torch.get_rng_state() or None.
+        torch_rng: torch.get_rng_state(), or a dict of named RNG-state tensors (holding "torch_cpu"), or None.
         pointers: pointer files to replace ("latest", "best").
         keep: step folders kept besides those a pointer names (older ones are deleted).
     """
@@ -144,7 +147,8 @@ def save_checkpoint(
         _save_tensors(tensors, tmp / "optimizer.safetensors")
         meta["optimizer"] = opt_meta
     if torch_rng is not None:
-        _save_tensors({"torch_cpu": torch_rng}, tmp / "rng.safetensors")
+        rng = torch_rng if isinstance(torch_rng, dict) else {"torch_cpu": torch_rng}
+        _save_tensors(rng, tmp / "rng.safetensors")
     meta["sha256"] = {f: _sha256(tmp / f) for f in TENSOR_FILES if (tmp / f).exists()}
     atomic_write_text(tmp / "state.json", json.dumps(meta, indent=1))
     _fsync_dir(tmp)
@@ -230,5 +234,5 @@ def load_checkpoint(path: str | Path, which: str = "latest") -> Checkpoint:
     optimizer = None
     if "optimizer.safetensors" in tensors:
         optimizer = optimizer_from_tensors(tensors["optimizer.safetensors"], meta["optimizer"])
-    rng = tensors.get("rng.safetensors", {}).get("torch_cpu")
-    return Checkpoint(folder, tensors["model.safetensors"], optimizer, rng, meta)
+    rng = tensors.get("rng.safetensors", {})
+    return Checkpoint(folder, tensors["model.safetensors"], optimizer, rng.get("torch_cpu"), meta, rng)

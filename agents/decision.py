@@ -181,6 +181,40 @@ class DecisionModel(nn.Module):
         _, state = self.backbone.step(self._finish(self.embed_action(action) + self._time(timestep)), state)
         return state
 
+    def step_deferred(
+        self,
+        state_obs: Tensor,
+        rtg: Tensor,
+        timestep: Tensor,
+        state: Any,
+        prev_action: Tensor,
+        prev_timestep: Tensor | None = None,
+        has_prev: Tensor | None = None,
+    ) -> tuple[Tensor, Any]:
+        """One environment step that feeds the previous action late: what :meth:`step` + :meth:`feed_action` do,
+        in one backbone call. ``state`` is the backbone state *before* a_{t-1}; the returned state is the one
+        before a_t, so pass a_t (and t) back as ``prev_action``/``prev_timestep`` at the next step.
+
+        interleaved: the tokens (a_{t-1}, R_t, s_t) run as one 3-token ``backbone.forward`` from ``state`` (exact:
+        forward continues from a state like step does), so each layer does one matmul with 3n rows instead of three
+        with n. ``has_prev`` (n,) bool, False where there is no a_{t-1} (a new episode: that token is padding and
+        leaves the state unchanged); None means every row has one. ``prev_timestep`` is a_{t-1}'s timestep.
+        If ``has_prev`` is all False, only (R_t, s_t) run. stacked: the same as :meth:`step`.
+        """
+        if self.layout != "interleaved":
+            return self.step(state_obs, rtg, timestep, prev_action, state)
+        s, r = self._norm_inputs(state_obs, rtg)
+        time = self._time(timestep)
+        toks = [self.embed_return(r) + time, self.embed_state(s) + time]
+        mask = None
+        if has_prev is None or bool(has_prev.any()):
+            toks.insert(0, self.embed_action(prev_action) + self._time(prev_timestep))
+            if has_prev is not None and not bool(has_prev.all()):
+                mask = torch.ones(len(has_prev), 3, dtype=torch.bool, device=has_prev.device)
+                mask[:, 0] = has_prev
+        y, state = self.backbone(self._finish(torch.stack(toks, dim=1)), state=state, mask=mask)
+        return self.predict_action(y[:, -1]), state
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -67,7 +67,8 @@ class DecisionPolicy:
         self.t = np.zeros(n_envs, dtype=np.int64)  # (n,) step within the episode
         dev = self.device
         self.prev_action = torch.zeros(n_envs, act_dim, device=dev)  # (n, act) a_{t-1}
-        self.state: Any = None  # recurrent mode: backbone state
+        self.state: Any = None  # recurrent mode: backbone state before a_{t-1} (fed with the next step's tokens)
+        self.prev_t = torch.zeros(n_envs, dtype=torch.long, device=dev)  # recurrent mode: timestep of a_{t-1}
         # window mode: the last K steps, left-padded
         self.w_states = torch.zeros(n_envs, self.K, obs_dim, device=dev)
         self.w_actions = torch.zeros(n_envs, self.K, act_dim, device=dev)
@@ -76,7 +77,7 @@ class DecisionPolicy:
         self.w_mask = torch.zeros(n_envs, self.K, dtype=torch.bool, device=dev)
         self.actions_taken = []
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         """obs (n, obs), reward (n,) of the previous step, done (n,) bool (obs starts a new episode) -> (n, act)."""
         obs = np.asarray(obs, dtype=np.float32)
@@ -117,10 +118,15 @@ class DecisionPolicy:
     def _act_recurrent(self, s: Tensor, r: Tensor, t: Tensor, done: np.ndarray) -> Tensor:
         """One backbone step per slot from its carried state; slots with done restart from the initial state."""
         state = self.state
+        has_prev = None  # rows that carry an a_{t-1} not yet fed (interleaved: it is fed with this step's tokens)
         if state is not None and done.all():
             state = None
         elif state is not None and done.any():
-            state = self.model.backbone.reset_state(state, torch.as_tensor(done, device=self.device))
-        action, state = self.model.step(s, r, t, self.prev_action, state)
-        self.state = self.model.feed_action(action, t, state)
+            done_t = torch.as_tensor(done, device=self.device)
+            state = self.model.backbone.reset_state(state, done_t)
+            has_prev = ~done_t
+        if state is None:
+            has_prev = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        action, self.state = self.model.step_deferred(s, r, t, state, self.prev_action, self.prev_t, has_prev)
+        self.prev_t = t
         return action

@@ -266,7 +266,7 @@ def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
 
     step, episode = 0, 0
     if (run / "state.pt").exists():
-        st = torch.load(run / "state.pt", weights_only=False)  # our own file; numpy RNG state is a dict
+        st = torch.load(run / "state.pt", weights_only=True)  # tensors, ints and dicts only: no code runs
         actor.load_state_dict(st["actor"])
         critic.load_state_dict(st["critic"])
         critic_target.load_state_dict(st["critic_target"])

@@ -13,8 +13,10 @@ Run directory layout::
     RUN/tb/                TensorBoard events (train/..., perf/..., eval/..., hparams)
     RUN/checkpoints/       see agents/checkpoint.py
 
-Multi-process training hooks in at ``DistInfo``: each rank samples with its own seed, only ``is_main`` logs,
-evaluates and saves, and the model is wrapped where marked ``# DDP``.
+Multi-process training (``torchrun``, agents/distributed.py): the model is wrapped in DistributedDataParallel,
+each rank samples its own batches (sampler seeded with (seed, rank)), gradients are averaged, so the effective
+batch is ``batch_size x world_size``. Rank 0 alone logs, evaluates and checkpoints; the other ranks wait for it at
+each evaluation/checkpoint step. Checkpoints hold every rank's sampler and torch RNG state.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
+import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from torch import Tensor
 from agents.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from agents.config import TrainConfig, config_from_dict, default_targets
 from agents.decision import DecisionModel, masked_mse
+from agents.distributed import DistInfo, fingerprint, resolve_device
 from agents.policy import DecisionPolicy
 
 __all__ = [
@@ -46,25 +48,13 @@ __all__ = [
     "evaluate_model",
     "load_model",
     "prepare_run_dir",
+    "resolve_device",
     "sample_batch",
     "train",
 ]
 
 #: Config keys that fix the model's shape; a checkpoint can only be resumed or loaded with the same values.
 MODEL_KEYS: tuple[str, ...] = ("backbone", "layout", "dim", "depth", "n_heads", "max_ep_len")
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """Where this process sits in a multi-process run (1 process: rank 0 of 1)."""
-
-    rank: int = 0  # this process's rank
-    world_size: int = 1  # number of processes
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 alone logs, evaluates and checkpoints."""
-        return self.rank == 0
 
 
 # --- model -----------------------------------------------------------------------------------------------------
@@ -100,14 +90,6 @@ def _load_weights(model: torch.nn.Module, weights: dict[str, Tensor], where: Pat
             f"checkpoint {where} does not fit the model: missing {missing[:4]}, unexpected {unexpected[:4]}; "
             "it was written for another backbone or layout"
         )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available here; use --set device=cpu")
-    return torch.device(name)
 
 
 # --- data ------------------------------------------------------------------------------------------------------
@@ -337,7 +319,8 @@ def train(
         run_dir: run directory; must not exist (or be empty) unless ``resume`` or ``overwrite``.
         resume: continue from ``run_dir``'s latest checkpoint (same step, optimizer, scheduler, RNG, sampler).
         overwrite: delete an existing ``run_dir`` first.
-        dist: rank information for multi-process training (default: a single process).
+        dist: this process's place in a multi-process run (default: a single process); the process group must
+            already be initialised (``agents.distributed.process_group``). Ranks != 0 return {}.
         store: an already loaded TrajectoryStore (default: ``envs.load_dataset(cfg.dataset, cfg.env)``).
     """
     from torch.utils.tensorboard import SummaryWriter
@@ -346,44 +329,55 @@ def train(
     from envs import load_dataset
 
     dist = dist or DistInfo()
-    cfg = cfg.validate()
-    if not cfg.dataset and store is None:
-        raise ValueError("no dataset: pass --dataset minari:<id> or d4rl:<file.hdf5> (see `run_rl.py datasets`)")
     run_dir = Path(run_dir)
-    if dist.is_main:
-        run_dir = prepare_run_dir(run_dir, resume, overwrite)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    store = store if store is not None else load_dataset(cfg.dataset, env_id=cfg.env or None)
+    error = None
+    try:  # setup: anything here can fail on user input; dist.agree below stops every rank with one message
+        cfg = cfg.validate()
+        if not cfg.dataset and store is None:
+            raise ValueError("no dataset: pass --dataset minari:<id> or d4rl:<file.hdf5> (see `run_rl.py datasets`)")
+        torch.set_num_threads(cfg.threads or dist.default_threads())
+        device = resolve_device(cfg.device, dist)
+        torch.manual_seed(cfg.seed)
+        store = store if store is not None else load_dataset(cfg.dataset, env_id=cfg.env or None)
+        if dist.is_main:
+            run_dir = prepare_run_dir(run_dir, resume, overwrite)
+        targets = cfg.target_returns or default_targets(store.env_id)
+        model = build_model(cfg, store.obs_dim, store.act_dim, store.state_mean, store.state_std).to(device)
+        ckpt = load_checkpoint(run_dir) if resume else None
+        if ckpt is not None:
+            check_same_model(cfg, ckpt.meta["config"], str(run_dir))
+            _load_weights(model, ckpt.model, ckpt.path)
+    except Exception as err:
+        error = err
+    dist.agree(error)
     store_info = {
         "env_id": store.env_id, "score_reference": store.score_reference,
         "ref_min": getattr(store, "ref_min", None), "ref_max": getattr(store, "ref_max", None),
     }  # fmt: skip
-    targets = cfg.target_returns or default_targets(store.env_id)
-    model = build_model(cfg, store.obs_dim, store.act_dim, store.state_mean, store.state_std).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # linear warm-up (DT gym/experiment.py): lr * min((step + 1) / warmup, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / max(cfg.warmup_steps, 1), 1.0))
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, dist.rank]))
+    if dist.is_distributed:  # own dropout masks per rank (the weights come from rank 0 when DDP wraps the model)
+        torch.manual_seed(_derived_seed(cfg.seed, dist.rank))
     step, best, history, train_time = 0, -math.inf, [], 0.0
     best_step = None
 
-    if resume:
-        ckpt = load_checkpoint(run_dir)
-        check_same_model(cfg, ckpt.meta["config"], str(run_dir))
-        _load_weights(model, ckpt.model, ckpt.path)
+    if ckpt is not None:
         optimizer.load_state_dict(ckpt.optimizer)
         scheduler.load_state_dict(ckpt.meta["scheduler"])
-        rng.bit_generator.state = ckpt.meta["sampler_rng"]
-        torch.set_rng_state(ckpt.torch_rng)
         step, best_step = ckpt.meta["step"], ckpt.meta["best_step"]
+        rng = restore_rng_states(ckpt, cfg, dist, device, step) or rng
         best = -math.inf if ckpt.meta["best_score"] is None else ckpt.meta["best_score"]
         history, train_time = ckpt.meta["history"], ckpt.meta["train_time_s"]
         # evaluations logged after that checkpoint were lost with the killed process: rewrite the log to match
         if dist.is_main:
             atomic_write_text(run_dir / "evals.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-    train_model: torch.nn.Module = model  # DDP: wrap here, e.g. DistributedDataParallel(model)
+    train_model: torch.nn.Module = model
+    if dist.is_distributed:  # broadcasts rank 0's weights; backward averages gradients over the ranks
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         train_model = torch.compile(train_model)
 
@@ -393,23 +387,27 @@ def train(
         atomic_write_text(run_dir / "dataset.json", json.dumps(store.summary(), indent=1))
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if resume else None)
 
-    def checkpoint_meta() -> dict[str, Any]:
+    def checkpoint_meta(ranks: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "step": step, "config": cfg.to_dict(), "obs_dim": store.obs_dim, "act_dim": store.act_dim,
             "env_id": store.env_id, "store": store_info, "targets": list(targets),
             "state_mean": store.state_mean.tolist(), "state_std": store.state_std.tolist(),
-            "scheduler": scheduler.state_dict(), "sampler_rng": rng.bit_generator.state,
+            "scheduler": scheduler.state_dict(), "sampler_rng": ranks[0]["sampler"],
+            "world_size": dist.world_size, "sampler_rng_per_rank": [r["sampler"] for r in ranks],
             "best_score": best if best > -math.inf else None, "best_step": best_step, "history": history,
             "train_time_s": train_time,
         }  # fmt: skip
 
-    def save(pointers: tuple[str, ...] = ("latest",)) -> None:
+    def save(ranks: list[dict[str, Any]], pointers: tuple[str, ...]) -> None:
+        rng_tensors = {"torch_cpu": ranks[0]["torch_cpu"].clone()}  # rank 0 (format 1); safetensors forbids aliases
+        for r, state in enumerate(ranks):
+            rng_tensors.update({f"{k}.{r}": v for k, v in state.items() if k.startswith("torch_") and v is not None})
         save_checkpoint(
-            run_dir, f"step_{step:07d}", model.state_dict(), checkpoint_meta(), optimizer.state_dict(),
-            torch.get_rng_state(), pointers=pointers,
+            run_dir, f"step_{step:07d}", model.state_dict(), checkpoint_meta(ranks), optimizer.state_dict(),
+            rng_tensors, pointers=pointers,
         )  # fmt: skip
 
-    seq_tokens = window_steps(cfg) * cfg.tokens_per_step * cfg.batch_size  # backbone tokens per update
+    seq_tokens = window_steps(cfg) * cfg.tokens_per_step * cfg.batch_size * dist.world_size  # tokens per update
     bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and dist.is_main), dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     model.train()
@@ -422,7 +420,7 @@ def train(
         with autocast:
             loss, pred, mask = compute_loss(train_model, batch, cfg)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # under DDP: gradients averaged over the ranks here
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
         optimizer.step()
         scheduler.step()
@@ -435,29 +433,35 @@ def train(
         loss_sum, steps_since_log = loss_sum + loss.item(), steps_since_log + 1
         bar.update(1)
 
-        # log
-        if dist.is_main and (step % max(cfg.log_every, 1) == 0 or step == cfg.steps):
-            elapsed = time.perf_counter() - t_log
-            writer.add_scalar("train/loss", loss_sum / steps_since_log, step)
-            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-            writer.add_scalar("train/grad_norm", float(grad_norm), step)
-            writer.add_scalar("perf/steps_per_s", steps_since_log / elapsed, step)
-            writer.add_scalar("perf/tokens_per_s", steps_since_log * seq_tokens / elapsed, step)
-            bar.set_postfix(loss=f"{loss_sum / steps_since_log:.4f}")
+        # log (the loss is averaged over the ranks: every rank takes part)
+        if step % max(cfg.log_every, 1) == 0 or step == cfg.steps:
+            mean_loss = dist.all_mean(loss_sum / steps_since_log)
+            if dist.is_main:
+                elapsed = time.perf_counter() - t_log
+                writer.add_scalar("train/loss", mean_loss, step)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                writer.add_scalar("train/grad_norm", float(grad_norm), step)
+                writer.add_scalar("perf/steps_per_s", steps_since_log / elapsed, step)
+                writer.add_scalar("perf/tokens_per_s", steps_since_log * seq_tokens / elapsed, step)
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
             t_log, steps_since_log, loss_sum = time.perf_counter(), 0, 0.0
         if dist.is_main and cfg.histogram_every and step % cfg.histogram_every == 0:
             writer.add_histogram("train/action_pred", pred.detach().float()[mask].cpu(), step)
             writer.add_histogram("train/action_data", batch["actions"][:, -mask.shape[1] :][mask].cpu(), step)
 
-        # evaluate
         eval_due = step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0)
+        save_due = step == cfg.steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+        if not (eval_due or save_due):
+            continue
+        # evaluate (rank 0; the other ranks wait in dist.gather below)
+        improved = False
         if dist.is_main and eval_due:
             t_eval = time.perf_counter()
             evaluation = evaluate_model(model, cfg, store_info, targets, record_actions=True)
             t_log += time.perf_counter() - t_eval  # keep evaluation out of perf/steps_per_s
             score = score_of(evaluation["summary"])
             if score > best:
-                best, best_step = score, step
+                best, best_step, improved = score, step, True
             history.append({"step": step, "score": score, **_brief(evaluation)})
             log_eval(writer, evaluation, best, step)
             with open(run_dir / "evals.jsonl", "a") as f:
@@ -465,11 +469,12 @@ def train(
             bar.write(f"step {step}: {_brief_text(evaluation)} (best {best:.1f} at step {best_step})")
 
         # checkpoint (also whenever the evaluation score improved, so that "best" holds those weights)
-        improved = bool(eval_due) and best_step == step
-        if dist.is_main and (
-            step == cfg.steps or improved or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
-        ):
-            save(("latest", "best") if improved else ("latest",))
+        ranks = dist.gather(rank_state(rng, device, model if dist.is_distributed else None))
+        if dist.is_main:
+            check_in_sync(ranks, step)
+            if save_due or improved:
+                save(ranks, ("latest", "best") if improved else ("latest",))
+        dist.barrier()  # the other ranks wait here while rank 0 saves
     bar.close()
 
     if not dist.is_main:
@@ -490,6 +495,57 @@ def train(
     )
     writer.close()
     return results
+
+
+# --- per-rank RNG state ------------------------------------------------------------------------------------------
+def _derived_seed(*entropy: int) -> int:
+    """A 32-bit torch seed from integers (numpy SeedSequence: distinct inputs give unrelated streams)."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+
+def rank_state(rng: np.random.Generator, device: torch.device, model: torch.nn.Module | None) -> dict[str, Any]:
+    """This rank's RNG states (sampler, torch CPU, torch CUDA) and, when given, the model's fingerprint."""
+    return {
+        "sampler": rng.bit_generator.state,
+        "torch_cpu": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "fingerprint": None if model is None else fingerprint(model),
+    }
+
+
+def check_in_sync(ranks: list[dict[str, Any]], step: int) -> None:
+    """RuntimeError if the ranks' model fingerprints differ (DDP keeps them equal; this guards the checkpoint)."""
+    prints = {r["fingerprint"] for r in ranks}
+    if len(prints) > 1:
+        raise RuntimeError(f"DDP ranks hold different weights at step {step}; the run cannot be checkpointed")
+
+
+def restore_rng_states(
+    ckpt: Any, cfg: TrainConfig, dist: DistInfo, device: torch.device, step: int
+) -> np.random.Generator | None:
+    """Put back this rank's sampler and torch RNG states from ``ckpt``; returns the sampler.
+
+    With the world size the checkpoint was written with, every rank gets its own saved states (exact resume).
+    With another world size there is no saved state for some ranks: each rank re-derives its streams from
+    (seed, rank, step) instead, and the run continues correctly but not bit-identically to an uninterrupted one.
+    """
+    meta, saved_world = ckpt.meta, ckpt.meta.get("world_size", 1)
+    if saved_world == dist.world_size:
+        per_rank = meta.get("sampler_rng_per_rank") or [meta["sampler_rng"]]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = per_rank[dist.rank]
+        torch.set_rng_state(ckpt.rng.get(f"torch_cpu.{dist.rank}", ckpt.torch_rng))
+        if device.type == "cuda" and f"torch_cuda.{dist.rank}" in ckpt.rng:
+            torch.cuda.set_rng_state(ckpt.rng[f"torch_cuda.{dist.rank}"], device)
+        return rng
+    if dist.is_main:
+        print(
+            f"warning: checkpoint written by {saved_world} process(es), resuming on {dist.world_size}: sampler and "
+            "dropout RNGs re-derived from (seed, rank, step); the run will not match an uninterrupted one exactly",
+            file=sys.stderr,
+        )
+    torch.manual_seed(_derived_seed(cfg.seed, dist.rank, step))
+    return np.random.default_rng(np.random.SeedSequence([cfg.seed, dist.rank, step]))
 
 
 def _brief(evaluation: dict[str, Any]) -> dict[str, Any]:

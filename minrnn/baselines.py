@@ -16,7 +16,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 __all__ = ["AttentionMixer", "KVCache", "TorchRNNMixer", "compact_left", "uncompact"]
 
@@ -41,9 +40,13 @@ def uncompact(y_c: Tensor, order: Tensor, mask: Tensor) -> Tensor:
 class TorchRNNMixer(nn.Module):
     """``torch.nn.GRU`` or ``torch.nn.LSTM`` (one layer, width ``dim``) — the paper's "traditional" RNNs.
 
-    Padding: the real steps of each row are moved to the front (:func:`compact_left`) and run as a packed
-    sequence, so cuDNN/oneDNN still run the whole sequence in one call. State: ``h`` (1, B, D) for GRU,
-    ``(h, c)`` for LSTM.
+    Padding: the real steps of each row are moved to the front (:func:`compact_left`) and the RNN runs unmasked
+    over them (steps past a row's length are computed and discarded). No PackedSequence: on CPU the packed
+    path slices the packed data once per step, and each slice's backward allocates a gradient the size of the
+    whole sequence, so it costs O(T^2) (43x an unmasked call at T=600, measured). The state after a row's last
+    real step is gathered from the outputs (GRU: the output is the state) or, for the LSTM's cell state, taken
+    at segment ends: one RNN call per distinct row length, each continuing from the previous one's state.
+    State: ``h`` (1, B, D) for GRU, ``(h, c)`` for LSTM.
     """
 
     def __init__(self, dim: int, kind: str = "gru") -> None:
@@ -54,15 +57,33 @@ class TorchRNNMixer(nn.Module):
         self.rnn = (nn.GRU if kind == "gru" else nn.LSTM)(dim, dim, batch_first=True)
 
     def forward(self, x: Tensor, state: Any = None, mask: Tensor | None = None) -> tuple[Tensor, Any]:
-        if mask is None:
+        if mask is None or bool(mask.all()):
             return self.rnn(x, state)
+        bsz, steps, dim = x.shape
         x_c, order, lengths = compact_left(x, mask)
-        packed = pack_padded_sequence(x_c, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
-        y_p, new_state = self.rnn(packed, state)
-        y_c, _ = pad_packed_sequence(y_p, batch_first=True, total_length=x.shape[1])
-        empty = lengths == 0  # rows with no real step ran one dummy step: restore their state
-        if bool(empty.any()):
-            new_state = _restore(new_state, state, empty, x)
+        ends = sorted(set(lengths.tolist()) - {0})  # distinct row lengths (one host sync)
+        if state is None:
+            zero = x.new_zeros(1, bsz, dim)
+            state = zero if self.kind == "gru" else (zero, zero)
+        if not ends:  # every row is padding: outputs zero, state unchanged
+            return x.new_zeros(bsz, steps, dim), state
+        n = ends[-1]  # no row has real steps past n
+        if self.kind == "gru":
+            y_c, _ = self.rnn(x_c[:, :n], state)
+            idx = (lengths - 1).clamp_min(0)[:, None, None].expand(-1, 1, dim)
+            h_last = torch.gather(y_c, 1, idx).transpose(0, 1)  # (1, B, D): output at each row's last real step
+            new_state: Any = torch.where((lengths > 0)[None, :, None], h_last, state)
+        else:
+            outs, start, cur, new_state = [], 0, state, state
+            for end in ends:
+                y_s, cur = self.rnn(x_c[:, start:end], cur)
+                outs.append(y_s)
+                sel = (lengths == end)[None, :, None]
+                new_state = tuple(torch.where(sel, c, o) for c, o in zip(cur, new_state, strict=True))
+                start = end
+            y_c = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+        if n < steps:
+            y_c = F.pad(y_c, (0, 0, 0, steps - n))
         return uncompact(y_c, order, mask), new_state
 
     def step(self, x_t: Tensor, state: Any = None) -> tuple[Tensor, Any]:
@@ -81,15 +102,6 @@ class TorchRNNMixer(nn.Module):
 
 def x_dtype(state: Any) -> torch.dtype:
     return (state[0] if isinstance(state, tuple) else state).dtype
-
-
-def _restore(new: Any, old: Any, rows: Tensor, x: Tensor) -> Any:
-    """Take ``old`` (zeros if None) in ``rows`` (B,) of an nn.GRU/LSTM state ``new``."""
-    sel = rows[None, :, None]
-    if isinstance(new, tuple):
-        old = old if old is not None else tuple(torch.zeros_like(n) for n in new)
-        return tuple(torch.where(sel, o, n) for n, o in zip(new, old, strict=True))
-    return torch.where(sel, torch.zeros_like(new) if old is None else old, new)
 
 
 class KVCache:

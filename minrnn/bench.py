@@ -316,4 +316,9 @@ def _plot(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
+    if "OMP_WAIT_POLICY" not in os.environ:
+        # OpenMP read its wait policy when torch (imported by the minrnn package) loaded it, so restart once with
+        # PASSIVE set: spinning idle OpenMP threads made 2-thread runs 10-200x slower on a busy CPU.
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.execv(sys.executable, [sys.executable, "-m", "minrnn.bench", *sys.argv[1:]])
     main()

@@ -108,9 +108,7 @@ class _MinRNN(nn.Module):
             from minrnn.scan_cpu import gated_scan_cpu
 
             k_z, k_h = self._gate_logits(k)
-            if mask is not None:
-                k_z = k_z.masked_fill(~mask[..., None], float("-inf"))  # z = 0: a = 1, b = 0
-            h = gated_scan_cpu(k_z, k_h, h0)
+            h = gated_scan_cpu(k_z, k_h, h0, mask)  # padded steps get z = 0 (a = 1, b = 0) inside the kernel call
         elif name == "logspace":
             log_a, log_b = self._log_coeffs(k)
             if mask is not None:

@@ -253,22 +253,26 @@ class _ScanCPU(torch.autograd.Function):
         return da, db, dh0
 
 
+def _gated_forward(
+    k_z: Tensor, k_h: Tensor, h0: Tensor, pad: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
+    """Forward pass of the fused scan on plain tensors -> ``(z, k_h, s, h, h0, chunk)``; ``pad`` (B, T, 1) bool."""
+    z, s = torch.sigmoid(k_z), torch.sigmoid(k_h)  # torch's vectorised sigmoid; numba's exp is scalar here
+    if pad is not None:
+        z.masked_fill_(pad, 0.0)  # a padded step: z = 0, so a = 1 and b = 0 (what k_z = -inf gives)
+    k_h, h0 = k_h.contiguous(), h0.contiguous()
+    h = torch.empty_like(z)
+    nb, nt, nd = z.shape
+    chunk = _chunk(nb, nd)
+    rows = [x.view(nb * nt, nd).numpy() for x in (z, k_h, s, h)]
+    _run_parallel(_gated_fwd_jobs, (rows[0], rows[1], rows[2], h0.numpy(), rows[3], nt, chunk), nb * -(-nd // chunk))
+    return z, k_h, s, h, h0, chunk
+
+
 class _GatedScanCPU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, k_z: Tensor, k_h: Tensor, h0: Tensor) -> Tensor:  # type: ignore[override]
-        k_z, k_h, h0 = (x.detach() for x in (k_z, k_h, h0))
-        z, s = (
-            torch.sigmoid(k_z),
-            torch.sigmoid(k_h),
-        )  # torch's vectorised sigmoid; numba's exp is scalar here
-        k_h, h0 = k_h.contiguous(), h0.contiguous()
-        h = torch.empty_like(z)
-        nb, nt, nd = z.shape
-        chunk = _chunk(nb, nd)
-        rows = [x.view(nb * nt, nd).numpy() for x in (z, k_h, s, h)]
-        _run_parallel(
-            _gated_fwd_jobs, (rows[0], rows[1], rows[2], h0.numpy(), rows[3], nt, chunk), nb * -(-nd // chunk)
-        )
+    def forward(ctx, k_z: Tensor, k_h: Tensor, h0: Tensor, pad: Tensor | None) -> Tensor:  # type: ignore[override]
+        z, k_h, s, h, h0, chunk = _gated_forward(k_z.detach(), k_h.detach(), h0.detach(), pad)
         ctx.save_for_backward(z, k_h, s, h, h0)
         ctx.chunk = chunk
         return h
@@ -283,16 +287,18 @@ class _GatedScanCPU(torch.autograd.Function):
         r = [x.view(nb * nt, nd).numpy() for x in (z, k_h, s, h, dy, dkz, dkh)]
         args = (r[0], r[1], r[2], r[3], h0.numpy(), r[4], r[5], r[6], dh0.numpy(), nt, ctx.chunk)
         _run_parallel(_gated_bwd_jobs, args, nb * -(-nd // ctx.chunk))
-        return dkz, dkh, dh0
+        return dkz, dkh, dh0, None  # padded steps have z = 0, so their dk_z and dk_h are already 0
 
 
-def gated_scan_cpu(k_z: Tensor, k_h: Tensor, h0: Tensor | None = None) -> Tensor:
+def gated_scan_cpu(k_z: Tensor, k_h: Tensor, h0: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
     """Fused minGRU-form scan: ``h_t = (1 - z_t) h_{t-1} + z_t g(k_h,t)`` with ``z = sigmoid(k_z)``.
 
     ``k_z``, ``k_h`` (B, T, H) gate and candidate pre-activations; ``h0`` (B, H) or None -> ``h`` (B, T, H).
     minGRU uses it as is; minLSTM passes ``k_z = log i - log f`` (then ``1 - z = f'`` and ``z = i'``).
     Gate arithmetic and its derivatives run inside the scan's two passes, so no (B, T, H) intermediates
-    other than the two sigmoids are kept. ``k_z = -inf`` is a padded step (a=1, b=0).
+    other than the two sigmoids are kept. ``mask`` (B, T) bool, False at padding: a padded step has z = 0
+    (a=1, b=0), as ``k_z = -inf`` would, set in place inside the kernel call (no masked copy, no masked backward).
+    Without autograd (no input needs a gradient, or grad mode off) the kernel runs without the autograd Function.
     """
     if k_z.device.type != "cpu" or k_z.shape != k_h.shape or k_z.dim() != 3:
         raise ValueError(f"gated_scan_cpu needs CPU (B, T, H) k_z and k_h; got {tuple(k_z.shape)} on {k_z.device}")
@@ -302,7 +308,11 @@ def gated_scan_cpu(k_z: Tensor, k_h: Tensor, h0: Tensor | None = None) -> Tensor
         h0 = k_z.new_zeros(k_z.shape[0], k_z.shape[2], dtype=work)
     if k_z.shape[1] == 0:
         return k_z.new_zeros(k_z.shape, dtype=work)
-    return _GatedScanCPU.apply(k_z.to(work), k_h.to(work), h0.to(work))
+    pad = None if mask is None else ~mask[..., None]
+    k_z, k_h, h0 = k_z.to(work), k_h.to(work), h0.to(work)
+    if torch.is_grad_enabled() and (k_z.requires_grad or k_h.requires_grad or h0.requires_grad):
+        return _GatedScanCPU.apply(k_z, k_h, h0, pad)
+    return _gated_forward(k_z, k_h, h0, pad)[3]
 
 
 def scan_cpu(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
