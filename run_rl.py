@@ -348,6 +348,26 @@ def _unknown_flags(parser: Parser, unknown: list[str], command: str) -> CLIError
     return CLIError(f"unknown option {flag!r}{hint}; valid options: {' '.join(valid)}")
 
 
+def _attach_negative_numbers(argv: list[str]) -> list[str]:
+    """``--lr -1e-4`` -> ``--lr=-1e-4``: argparse takes "-1e-4" for an option, so the value would go missing."""
+    out: list[str] = []
+    for tok in argv:
+        prev = out[-1] if out else ""
+        if tok.startswith("-") and prev.startswith("--") and "=" not in prev and _is_number(tok):
+            out[-1] = f"{prev}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -356,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:2] == ["bench", "scan"]:  # pass everything after "bench scan" through untouched
             args = argparse.Namespace(command="bench", bench_what="scan", rest=[a for a in argv[2:] if a != "--debug"])
         else:
-            args, unknown = parser.parse_known_args(argv)
+            args, unknown = parser.parse_known_args(_attach_negative_numbers(argv))
             if unknown:
                 raise _unknown_flags(parser, unknown, args.command)
         return COMMANDS[args.command](args)
@@ -368,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_ERROR  # one line, no traceback, non-zero exit (issue 6); --debug re-raises
         if debug:
             raise
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        msg = " ".join(str(err).split()) or type(err).__name__  # one line, whatever the message holds
         kind = (
             ""
             if isinstance(err, (CLIError, ValueError, FileNotFoundError, FileExistsError, PermissionError))

@@ -100,7 +100,8 @@ class DecisionModel(nn.Module):
 
     def _finish(self, tokens: Tensor) -> Tensor:
         """LayerNorm then dropout on tokens (..., D), as DT's embed_ln and GPT-2's embedding dropout."""
-        return self.drop(self.embed_ln(tokens))
+        tokens = self.embed_ln(tokens)
+        return self.drop(tokens) if self.training else tokens
 
     def embed(
         self, states: Tensor, actions: Tensor, rtg: Tensor, timesteps: Tensor, prev_action: Tensor | None = None
@@ -212,7 +213,7 @@ class DecisionModel(nn.Module):
             if has_prev is not None and not bool(has_prev.all()):
                 mask = torch.ones(len(has_prev), 3, dtype=torch.bool, device=has_prev.device)
                 mask[:, 0] = has_prev
-        y, state = self.backbone(self._finish(torch.stack(toks, dim=1)), state=state, mask=mask)
+        y, state = self.backbone(self._finish(torch.stack(toks, dim=1)), state=state, mask=mask, last_only=True)
         return self.predict_action(y[:, -1]), state
 
     def num_parameters(self) -> int:

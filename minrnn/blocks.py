@@ -116,14 +116,23 @@ class ResidualBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_mult * dim), nn.GELU(), nn.Linear(mlp_mult * dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, state: Any = None, mask: Tensor | None = None) -> tuple[Tensor, Any]:
+    def forward(
+        self, x: Tensor, state: Any = None, mask: Tensor | None = None, last_only: bool = False
+    ) -> tuple[Tensor, Any]:
+        """``last_only``: return only the last position's output (B, 1, D); the state still covers every step."""
         conv_state, mix_state = state if state is not None else (None, None)
         if self.conv is not None:
             c, conv_state = self.conv(x, conv_state, mask)
             x = x + c
         y, mix_state = self.mixer(self.norm1(x), mix_state, mask)
-        x = x + self.drop(y)
-        x = x + self.drop(self.mlp(self.norm2(x)))
+        if last_only:  # the MLP is per position: skip it where the output is not wanted
+            x, y = x[:, -1:], y[:, -1:]
+        if self.training:
+            x = x + self.drop(y)
+            x = x + self.drop(self.mlp(self.norm2(x)))
+        else:  # dropout is the identity in eval: skip its module calls (acting is overhead-bound)
+            x = x + y
+            x = x + self.mlp(self.norm2(x))
         return x, (conv_state, mix_state)
 
     def step(self, x_t: Tensor, state: Any = None) -> tuple[Tensor, Any]:
@@ -132,8 +141,12 @@ class ResidualBlock(nn.Module):
             c, conv_state = self.conv.step(x_t, conv_state)
             x_t = x_t + c
         y, mix_state = self.mixer.step(self.norm1(x_t), mix_state)
-        x_t = x_t + self.drop(y)
-        x_t = x_t + self.drop(self.mlp(self.norm2(x_t)))
+        if self.training:
+            x_t = x_t + self.drop(y)
+            x_t = x_t + self.drop(self.mlp(self.norm2(x_t)))
+        else:
+            x_t = x_t + y
+            x_t = x_t + self.mlp(self.norm2(x_t))
         return x_t, (conv_state, mix_state)
 
     def reset_state(self, state: Any, done: Tensor) -> Any:
@@ -154,11 +167,15 @@ class Stack(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: Tensor, state: list[Any] | None = None, mask: Tensor | None = None) -> tuple[Tensor, list]:
+    def forward(
+        self, x: Tensor, state: list[Any] | None = None, mask: Tensor | None = None, last_only: bool = False
+    ) -> tuple[Tensor, list]:
         """``x`` (B, T, dim), ``mask`` (B, T) bool (False = padding) -> ``(y (B, T, dim), state)``.
 
         Padded steps leave the state unchanged, so ``forward(x[:, :t])`` then ``forward(x[:, t:], state)``
         equals ``forward(x)``, and a left-padded window gives the unpadded window's outputs on its real steps.
+        ``last_only=True`` returns only ``y[:, -1:]`` (B, 1, dim) and skips the top block's MLP elsewhere
+        (recurrent acting feeds several tokens but reads one output).
         """
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"{self.name or 'Stack'} expects x of shape (B, T, {self.dim}); got {tuple(x.shape)}")
@@ -166,8 +183,9 @@ class Stack(nn.Module):
             raise ValueError(f"mask must have shape (B, T) = {tuple(x.shape[:2])}; got {tuple(mask.shape)}")
         state = state if state is not None else [None] * len(self.blocks)
         new_state = []
-        for block, s in zip(self.blocks, state, strict=True):
-            x, s = block(x, s, mask)
+        last = len(self.blocks) - 1
+        for i, (block, s) in enumerate(zip(self.blocks, state, strict=True)):
+            x, s = block(x, s, mask, last_only=last_only and i == last)
             new_state.append(s)
         return self.norm(x), new_state
 

@@ -168,6 +168,23 @@ class MinGRU(_MinRNN):
         k_z, k_h = k.chunk(2, dim=-1)
         return -F.softplus(k_z), -F.softplus(-k_z) + log_g(k_h)  # log(1 - z), log z + log h~ (§3.1.3)
 
+    def step(self, x_t: Tensor, h: Tensor | None = None) -> Tensor:
+        """One recurrent step, in as few ops as possible (acting is overhead-bound at small batch):
+        one sigmoid over both halves, then ``h + z (g(k_h) - h)``, the CPU scan kernel's own form."""
+        if x_t.dim() != 2 or x_t.shape[-1] != self.dim_in:
+            raise ValueError(f"MinGRU.step expects x_t of shape (B, {self.dim_in}); got {tuple(x_t.shape)}")
+        k = self.proj(x_t)
+        k = k.to(_compute_dtype(k.dtype))
+        sig = torch.sigmoid(k)
+        z, k_h = sig[:, : self.dim_hidden], k[:, self.dim_hidden :]
+        h_tilde = torch.where(k_h >= 0, k_h + 0.5, sig[:, self.dim_hidden :])  # g(k_h)
+        if h is None:
+            if self.h0_raw is None:
+                return z * h_tilde
+            h = self.initial_state(x_t.shape[0], x_t.device, k.dtype)
+        h = h.to(k.dtype)
+        return torch.addcmul(h, z, h_tilde - h)
+
 
 class MinLSTM(_MinRNN):
     """minLSTM (paper §3.2) with the length-independent normalisation ``f' = f / (f + i)``, ``i' = i / (f + i)``.

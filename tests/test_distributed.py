@@ -27,7 +27,7 @@ TINY = [
     "--target-returns", "100", "--log-every", "10", "--histogram-every", "0", "--no-progress",
 ]  # fmt: skip
 
-WORKER = '''
+WORKER = """
 import json, sys
 from pathlib import Path
 
@@ -50,7 +50,7 @@ with process_group("cpu") as dist:
     T.train(load_config(None, base + ["steps=30"]), out / "part", resume=True, dist=dist)
     report["resumed"] = fingerprint(models[-1])
 (out / f"report{dist.rank}.json").write_text(json.dumps(report))
-'''
+"""
 
 
 def free_port() -> int:

@@ -124,3 +124,12 @@ def test_wrong_backbone_weights_are_rejected(tmp_path: Path) -> None:
     (folder / "state.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="does not fit the model"):
         load_model(tmp_path)
+
+
+def test_named_rng_states_round_trip(tmp_path: Path) -> None:
+    """Per-rank RNG states (a dict) are stored in rng.safetensors and come back by name."""
+    states = {"torch_cpu": torch.get_rng_state(), "torch_cpu.1": torch.arange(5, dtype=torch.uint8)}
+    save_checkpoint(tmp_path, "step_0000001", {"w": torch.ones(2)}, {"step": 1}, torch_rng=states)
+    ckpt = load_checkpoint(tmp_path)
+    assert set(ckpt.rng) == {"torch_cpu", "torch_cpu.1"} and torch.equal(ckpt.torch_rng, states["torch_cpu"])
+    assert torch.equal(ckpt.rng["torch_cpu.1"], states["torch_cpu.1"])

@@ -25,8 +25,8 @@ def test_base_yaml_equals_defaults() -> None:
 @pytest.mark.parametrize("path", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_shipped_config_loads(path: str) -> None:
     cfg = load_config(CONFIGS / path)
-    if path != "base.yaml":
-        env, level = path.removesuffix(".yaml").split("-", 1)
+    env, _, level = path.removesuffix(".yaml").partition("-")
+    if env in ("hopper", "halfcheetah", "walker2d"):  # the per-dataset configs; base, quickstart, ... are not
         assert cfg.dataset == f"minari:minrnn/{env}/{level}-v0"
         assert len(cfg.target_returns) == 2
 

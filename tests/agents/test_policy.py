@@ -127,3 +127,21 @@ def test_bad_shapes_and_modes() -> None:
         model(torch.zeros(1, 3, 5), torch.zeros(1, 3, ACT), torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="acting mode 'beam'"):
         DecisionPolicy(model, 1.0, "beam")
+
+
+@pytest.mark.parametrize("backbone", RECURRENT)
+def test_recurrent_slot_reset_every_backbone(backbone: str) -> None:
+    """Interleaved recurrent acting feeds a_{t-1} with the next step's tokens; a slot that restarts must not."""
+    model = tiny_model(backbone, "interleaved")
+    obs, rewards = trajectory(n=3, T=9)
+    resets = np.zeros((3, 9), bool)
+    resets[:, 0] = True
+    resets[1, 4] = True
+    resets[2, 6] = True
+    acts = roll(DecisionPolicy(model, 50.0, "recurrent", context_len=4), obs, rewards, resets)
+    for slot, start in ((1, 4), (2, 6)):
+        fresh = roll(DecisionPolicy(model, 50.0, "recurrent", context_len=4), obs[slot:slot + 1, start:],
+                     rewards[slot:slot + 1, start:])  # fmt: skip
+        np.testing.assert_allclose(acts[slot, start:], fresh[0], atol=ATOL)
+    alone = roll(DecisionPolicy(model, 50.0, "recurrent", context_len=4), obs[:1], rewards[:1])
+    np.testing.assert_allclose(acts[0], alone[0], atol=ATOL)

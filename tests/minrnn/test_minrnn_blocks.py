@@ -101,3 +101,16 @@ def test_errors() -> None:
         stack(torch.zeros(3, T, 8))
     with pytest.raises(ValueError, match=r"step expects x_t of shape \(B, 16\)"):
         stack.step(torch.zeros(3, T, DIM))
+
+
+@torch.no_grad()
+def test_last_only_matches_full_forward(stack) -> None:
+    x = _x()
+    mask = torch.ones(3, T, dtype=torch.bool)
+    mask[1, :4] = False
+    y, s = stack(x, mask=mask)
+    y_last, s_last = stack(x, mask=mask, last_only=True)
+    assert y_last.shape == (3, 1, DIM)
+    assert (y_last[:, 0] - y[:, -1]).abs().max() <= 1e-5
+    nxt = _x(3, 4, seed=5)
+    assert (stack(nxt, s)[0] - stack(nxt, s_last)[0]).abs().max() <= 1e-5
