@@ -32,7 +32,14 @@ def run_dir(out: Path, config: str, backbone: str, seed: int) -> Path:
 
 
 def train_command(
-    out: Path, config: str, backbone: str, seed: int, steps: int, threads: int, overrides: list[str]
+    out: Path,
+    config: str,
+    backbone: str,
+    seed: int,
+    steps: int,
+    threads: int,
+    overrides: list[str],
+    recurrent_overrides: list[str] = (),
 ) -> list[str]:
     """The `run_rl.py train` command for one cell, with --resume when a checkpoint is there."""
     rd = run_dir(out, config, backbone, seed)
@@ -57,6 +64,8 @@ def train_command(
     ]
     for o in overrides:
         cmd += ["--set", o]
+    for o in recurrent_overrides if backbone != "transformer" else []:
+        cmd += ["--set", o]
     if (rd / "checkpoints" / "latest").is_file():
         cmd.append("--resume")
     return cmd
@@ -71,7 +80,7 @@ def run_matrix(args: argparse.Namespace) -> None:
     def one(cell: tuple[str, str, int]) -> tuple[tuple, int, float]:
         rd = run_dir(out, *cell)
         rd.parent.mkdir(parents=True, exist_ok=True)
-        cmd = train_command(out, *cell, args.steps, args.threads, args.set)
+        cmd = train_command(out, *cell, args.steps, args.threads, args.set, args.recurrent_set)
         t0 = time.time()
         with open(rd.parent / f"{rd.name}.log", "a") as log:
             rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -219,6 +228,13 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     r.add_argument("--threads", type=int, default=1, help="torch threads per run")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
+    r.add_argument(
+        "--recurrent-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the recurrent backbones only (e.g. acting_mode=recurrent)",
+    )
     t = sub.add_parser("table", help="rebuild table.md/csv/json and the curves from finished runs")
     t.add_argument("--out", required=True)
     a = ap.parse_args(argv)

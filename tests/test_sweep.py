@@ -1,0 +1,58 @@
+"""scripts/sweep.py: the results table from finished runs (mean ± std over seeds, last and best) and its plots."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+spec = importlib.util.spec_from_file_location("sweep", Path(__file__).resolve().parent.parent / "scripts" / "sweep.py")
+sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sweep)
+
+
+def _fake_run(out: Path, config: str, backbone: str, seed: int, curve: list[float]) -> None:
+    rd = sweep.run_dir(out, config, backbone, seed)
+    rd.mkdir(parents=True)
+    evals = [{"step": 1000 * (i + 1), "score": s} for i, s in enumerate(curve)]
+    (rd / "evals.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    res = {
+        "normalized_score_mean": curve[-1],
+        "return_mean": 10 * curve[-1],
+        "steps": 1000 * len(curve),
+        "wall_time_s": 60.0,
+        "score_reference": "d4rl",
+        "acting_mode": "window",
+        "layout": "stacked",
+        "train_mode": "window",
+    }
+    (rd / "results.json").write_text(json.dumps(res))
+
+
+def test_table_means_and_stds_over_seeds(tmp_path):
+    curves = {0: [10.0, 30.0, 20.0], 1: [20.0, 50.0, 40.0]}
+    for seed, c in curves.items():
+        _fake_run(tmp_path, "hopper-medium", "mingru", seed, c)
+    _fake_run(tmp_path, "hopper-medium", "transformer", 0, [5.0, 6.0])
+    md = sweep.write_table(tmp_path)
+    last = [20.0, 40.0]
+    best = [30.0, 50.0]
+    assert f"{np.mean(last):.1f} ± {np.std(last):.1f} (n=2)" in md
+    assert f"{np.mean(best):.1f} ± {np.std(best):.1f}" in md
+    assert "6.0 ± 0.0 (n=1)" in md
+    rows = json.loads((tmp_path / "table.json").read_text())
+    assert len(rows) == 3 and (tmp_path / "table.csv").exists()
+    assert (tmp_path / "curves_hopper-medium.png").stat().st_size > 1000
+
+
+def test_command_resumes_and_applies_recurrent_overrides(tmp_path):
+    cmd = sweep.train_command(tmp_path, "hopper-medium", "mingru", 0, 100, 1, ["lr=1e-3"], ["acting_mode=recurrent"])
+    assert "--resume" not in cmd and "acting_mode=recurrent" in cmd and "lr=1e-3" in cmd
+    dt = sweep.train_command(tmp_path, "hopper-medium", "transformer", 0, 100, 1, [], ["acting_mode=recurrent"])
+    assert "acting_mode=recurrent" not in dt
+    latest = sweep.run_dir(tmp_path, "hopper-medium", "mingru", 0) / "checkpoints" / "latest"
+    latest.parent.mkdir(parents=True)
+    latest.write_text("step_0000050")
+    assert "--resume" in sweep.train_command(tmp_path, "hopper-medium", "mingru", 0, 100, 1, [])
