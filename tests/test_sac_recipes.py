@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -14,22 +15,16 @@ from agents.recipes import POLICY_DIR, ActorPolicy, UniformPolicy, build, pick_c
 from agents.sac import SACConfig, load_actor, read_evals, train
 from envs.collect import rollout
 
+# 64-wide MLPs keep the updates cheap; evaluated and checkpointed every 500 steps
+SMALL = SACConfig(env_id="Hopper-v5", total_steps=2500, learning_starts=500, eval_every=500, checkpoint_every=500,
+                  eval_episodes=2, seed=3, hidden=64)  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def sac_run(tmp_path_factory):
-    """A 2500-step SAC run on Hopper-v5 (64-wide MLPs to keep it fast), evaluated and checkpointed every 500 steps."""
+    """A 2500-step SAC run on Hopper-v5 (`SMALL`)."""
     run = tmp_path_factory.mktemp("sac") / "hopper"
-    cfg = SACConfig(
-        env_id="Hopper-v5",
-        total_steps=2500,
-        learning_starts=500,
-        eval_every=500,
-        checkpoint_every=500,
-        eval_episodes=2,
-        seed=3,
-        hidden=64,
-    )
-    train(cfg, run, progress=False)
+    train(SMALL, run, progress=False)
     return run
 
 
@@ -68,17 +63,7 @@ def test_sac_resume_continues_and_grows_buffer(sac_run, tmp_path):
 
     run = tmp_path / "resumed"
     shutil.copytree(sac_run, run)
-    cfg = SACConfig(
-        env_id="Hopper-v5",
-        total_steps=3000,
-        learning_starts=500,
-        eval_every=500,
-        checkpoint_every=500,
-        eval_episodes=1,
-        seed=3,
-        hidden=64,
-    )
-    train(cfg, run, progress=False)
+    train(dataclasses.replace(SMALL, total_steps=3000), run, progress=False)
     assert torch.load(run / "state.pt", weights_only=True)["step"] == 3000
     assert np.load(run / "buffer" / "rewards.npy", mmap_mode="r").shape == (3000,)
     assert read_evals(run)[-1]["step"] == 3000
