@@ -24,11 +24,11 @@ import shutil
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 from agents.sac import load_actor, read_evals
 from envs.collect import CollectedEpisode, dataset_id, rollout, write_dataset
+from envs.make import make_env
 from envs.scores import d4rl_env_key, normalized_score
 
 POLICY_DIR = Path(__file__).parent / "policies"
@@ -79,7 +79,7 @@ class UniformPolicy:
     """Uniform random actions in the env's box, from a seeded NumPy generator."""
 
     def __init__(self, env_id: str, seed: int = 0):
-        space = gym.make(env_id).action_space
+        space = make_env(env_id).action_space
         self.low, self.high = space.low, space.high
         self.rng = np.random.default_rng(seed)
 
@@ -94,7 +94,7 @@ class UniformPolicy:
 # Choosing checkpoints
 
 
-def pick_checkpoints(evals: list[dict], env: str, replay_points: int = 6) -> dict:
+def pick_checkpoints(evals: list[dict], env: str, replay_points: int = 4) -> dict:
     """From a SAC run's evaluations choose medium (nearest the target), expert (best) and the replay series.
 
     Returns {"medium": row, "expert": row, "replay": [rows...]} where each row is an evals.jsonl entry with

@@ -28,12 +28,13 @@ import os
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+
+from envs.make import make_env
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # CleanRL's bounds for the Gaussian's log-std
 
@@ -180,7 +181,7 @@ class ReplayBuffer:
 
 def evaluate_actor(actor: Actor, env_id: str, episodes: int, seed: int) -> np.ndarray:
     """Deterministic returns (episodes,) of `actor`, episode k reset with seed `seed + k`."""
-    env = gym.make(env_id)
+    env = make_env(env_id)
     returns = np.zeros(episodes)
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)
@@ -249,7 +250,7 @@ def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    env = gym.make(cfg.env_id)
+    env = make_env(cfg.env_id)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     low, high = env.action_space.low, env.action_space.high
 

@@ -354,7 +354,7 @@ def train(
         "env_id": store.env_id, "score_reference": store.score_reference,
         "ref_min": getattr(store, "ref_min", None), "ref_max": getattr(store, "ref_max", None),
     }  # fmt: skip
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     # linear warm-up (DT gym/experiment.py): lr * min((step + 1) / warmup, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / max(cfg.warmup_steps, 1), 1.0))
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, dist.rank]))

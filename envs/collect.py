@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
+from envs.make import make_env
 from envs.scores import d4rl_env_key, d4rl_reference
 
 NAMESPACE = "minrnn"
@@ -68,7 +68,7 @@ def rollout(
     """
     if n_transitions <= 0:
         raise ValueError(f"n_transitions must be positive, got {n_transitions}")
-    env = gym.make(env_id, max_episode_steps=max_episode_steps)
+    env = make_env(env_id, max_episode_steps=max_episode_steps)
     episodes: list[CollectedEpisode] = []
     steps, k = 0, 0
     policy.reset(1)
@@ -157,7 +157,7 @@ def write_dataset(
             for i, ep in enumerate(episodes)
         ]
         ref_min, ref_max = d4rl_reference(env_id)
-        spec = gym.make(env_id).spec
+        spec = make_env(env_id).spec
         ds = minari.create_dataset_from_buffers(
             dataset_id=dataset_id,
             buffer=buffers,

@@ -12,7 +12,7 @@ for seed in $seeds; do
   jobs+=("window-recurrent $seed --train-mode window --acting-mode recurrent")
   jobs+=("episode_start-recurrent $seed --train-mode episode_start --acting-mode recurrent")
   jobs+=("burn_in-recurrent $seed --train-mode burn_in --burn-in 60 --acting-mode recurrent")
-  jobs+=("segments-recurrent $seed --train-mode segments --segment-len 1000 --batch-size 8 --acting-mode recurrent")
+  jobs+=("segments-recurrent $seed --train-mode segments --segment-len 1000 --batch-size 4 --acting-mode recurrent")
 done
 printf '%s\n' "${jobs[@]}" | xargs -P 2 -I{} bash -c '
   set -- {}; name=$1 seed=$2; shift 2
