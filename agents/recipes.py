@@ -210,6 +210,23 @@ def _replay_from_buffer(sac_run: Path, steps: int) -> list[CollectedEpisode]:
     return episodes
 
 
+def replay_stretches(checkpoint_steps: list[int], warmup: int, medium_step: int) -> list[tuple[int, int, int | None]]:
+    """The replay buffer's history [0, medium_step) cut into stretches (start, end, checkpoint step or None).
+
+    Each stretch is replayed by the newest checkpoint at or before its start; None (uniform-random actions) during
+    SAC's warm-up and before the first checkpoint.
+
+    >>> replay_stretches([10, 30], warmup=5, medium_step=40)
+    [(0, 5, None), (5, 10, None), (10, 30, 10), (30, 40, 30)]
+    """
+    cuts = sorted({0, warmup, medium_step} | {s for s in checkpoint_steps if warmup < s < medium_step})
+    out = []
+    for start, end in zip(cuts[:-1], cuts[1:]):
+        done = [s for s in sorted(checkpoint_steps) if s <= start]
+        out.append((start, end, done[-1] if done and start >= warmup else None))
+    return out
+
+
 def _replay_approximation(key: str, seed: int, size: int | None) -> tuple[list[CollectedEpisode], dict]:
     """Replay-buffer stand-in from the shipped checkpoint series (see the module docstring)."""
     index = json.loads((POLICY_DIR / "index.json").read_text())[key]
@@ -217,11 +234,10 @@ def _replay_approximation(key: str, seed: int, size: int | None) -> tuple[list[C
     series = sorted((v for k, v in pol.items() if k.startswith("replay_")), key=lambda v: v["sac_step"])
     medium_step = pol["medium"]["sac_step"]
     warmup = index["sac_run_config"].get("learning_starts", 5000)
-    bounds = [0, warmup] + [v["sac_step"] for v in series if v["sac_step"] > warmup] + [medium_step]
-    sources: list[dict | None] = [None] + [v for v in series if v["sac_step"] > warmup]
-    if series and series[0]["sac_step"] <= warmup:  # a checkpoint at the warm-up covers the first stretch
-        sources = [None, series[0]] + sources[1:]
-        bounds = [0, warmup] + bounds[2:]
+    stretches = replay_stretches([v["sac_step"] for v in series], warmup, medium_step)
+    by_step = {v["sac_step"]: v for v in series}
+    sources = [None if src is None else by_step[src] for _, _, src in stretches]
+    bounds = [stretches[0][0]] + [end for _, end, _ in stretches]
     lengths = np.diff(bounds)
     total = int(lengths.sum())
     scale = 1.0 if size is None else size / total

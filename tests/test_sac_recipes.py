@@ -159,3 +159,13 @@ def test_shipped_policies_build_datasets(tmp_path, monkeypatch):
         assert minari.load_dataset(ds_id).total_steps == 300
         monkeypatch.delenv("MINARI_DATASETS_PATH")
     assert os.environ.get("MINARI_DATASETS_PATH") != str(tmp_path)
+
+
+def test_replay_approximation_covers_the_whole_history():
+    from agents.recipes import replay_stretches
+
+    got = replay_stretches([10_000, 30_000, 60_000, 80_000], warmup=5_000, medium_step=90_000)
+    assert got == [(0, 5_000, None), (5_000, 10_000, None), (10_000, 30_000, 10_000), (30_000, 60_000, 30_000),
+                   (60_000, 80_000, 60_000), (80_000, 90_000, 80_000)]  # fmt: skip
+    # a checkpoint inside the warm-up cannot have made data yet; one at the medium step is never used
+    assert replay_stretches([3, 20], warmup=5, medium_step=20) == [(0, 5, None), (5, 20, 3)]
