@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -158,18 +159,20 @@ def write_dataset(
         ]
         ref_min, ref_max = d4rl_reference(env_id)
         spec = make_env(env_id).spec
-        ds = minari.create_dataset_from_buffers(
-            dataset_id=dataset_id,
-            buffer=buffers,
-            env=spec,
-            eval_env=spec,
-            algorithm_name=recipe.get("algorithm", "unknown"),
-            author={"minrnn-rl"},
-            ref_min_score=ref_min,
-            ref_max_score=ref_max,
-            description=description or json.dumps(recipe),
-            requirements=["mujoco>=3"],
-        )
+        with warnings.catch_warnings():  # minari nags about a missing code link and author e-mail
+            warnings.filterwarnings("ignore", message=r"`(code_permalink|author_email)` is set to None")
+            ds = minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=buffers,
+                env=spec,
+                eval_env=spec,
+                algorithm_name=recipe.get("algorithm", "unknown"),
+                author={"minrnn-rl"},
+                ref_min_score=ref_min,
+                ref_max_score=ref_max,
+                description=description or json.dumps(recipe),
+                requirements=["mujoco>=3"],
+            )
         returns = np.array([ep.rewards.sum() for ep in episodes])
         ds.storage.update_metadata(
             {
