@@ -22,6 +22,9 @@ import os
 
 # Before any torch import: idle OpenMP threads then sleep, not spin (spinning: 2 threads 10-200x slower on a busy CPU)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# MKL results must not depend on memory alignment, or `eval` of a checkpoint would not reproduce train's score
+# bit-for-bit (seen with recurrent acting: returns off by 1e-8)
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 import argparse
 import dataclasses
@@ -191,7 +194,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     targets = tuple(args.targets) if args.targets else tuple(meta["targets"])
     folder = Path(meta["checkpoint_path"])
     run_dir = _run_dir_of(Path(args.checkpoint))
-    out = Path(args.out) if args.out else run_dir / "evals" / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.acting_mode}"
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.resolved_acting_mode()}"
+    out = Path(args.out) if args.out else run_dir / "evals" / stamp
     out = prepare_run_dir(out, resume=False, overwrite=args.overwrite)
     t0 = time.perf_counter()
     evaluation = evaluate_model(model, cfg, meta["store"], targets, args.episodes, args.envs, args.seed)

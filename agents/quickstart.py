@@ -36,15 +36,19 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
     ds_id = cfg.dataset.split(":", 1)[1]
     if not (datasets_root() / ds_id).exists():
         print(f"[1/2] collecting {ds_id}: {DATASET_SIZE} hopper transitions from the shipped medium policy")
-        print(f"      (same as: python run_rl.py collect --env hopper --level medium --size {DATASET_SIZE} "
-              f"--name {ds_id})")
+        print(
+            f"      (same as: python run_rl.py collect --env hopper --level medium --size {DATASET_SIZE} "
+            f"--name {ds_id})"
+        )
         t0 = time.time()
         build("hopper", "medium", size=DATASET_SIZE, seed=0, name=ds_id)
         print(f"      done in {time.time() - t0:.0f} s")
     else:
         print(f"[1/2] using the existing dataset {ds_id} in {datasets_root()}")
     run_dir = free_run_dir(Path(out))
-    print(f"[2/2] training a Decision-{cfg.backbone} ({cfg.layout} tokens, {cfg.acting_mode} acting) for "
-          f"{cfg.steps} steps into {run_dir}")
+    print(
+        f"[2/2] training a Decision-{cfg.backbone} ({cfg.layout} tokens, {cfg.resolved_acting_mode()} acting) for "
+        f"{cfg.steps} steps into {run_dir}"
+    )
     print(f"      (same as: python run_rl.py train --config configs/{CONFIG.name} --out {run_dir})")
     return train(cfg, run_dir) | {"run_dir": str(run_dir)}

@@ -177,7 +177,7 @@ def evaluate_model(
     """
     from envs import evaluate
 
-    mode = acting_mode or cfg.acting_mode
+    mode = acting_mode or cfg.resolved_acting_mode()
     per_target, actions = {}, None
     was_training = model.training
     for i, target in enumerate(targets):

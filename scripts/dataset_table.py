@@ -39,8 +39,10 @@ def rows(root: Path) -> list[str]:
         src = pol.get("sac_step") if isinstance(pol, dict) else None
         if isinstance(pol, dict) and "parts" in pol:  # the medium-replay approximation
             src = None
-            pol = {"replay": f"replay approximation: {len(pol['parts'])} stretches up to SAC step "
-                             f"{pol['medium_sac_step']:,}"}
+            pol = {
+                "replay": f"replay approximation: {len(pol['parts'])} stretches up to SAC step "
+                f"{pol['medium_sac_step']:,}"
+            }
         out.append(
             f"| {meta['dataset_id']} | {meta['total_steps']:,} | {meta['total_episodes']:,} | "
             f"{meta['return_mean']:.0f} ± {meta['return_std']:.0f} | {score:.1f} | "
