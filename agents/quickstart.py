@@ -12,7 +12,7 @@ from typing import Any
 
 from agents.config import load_config
 from agents.recipes import build
-from envs.collect import datasets_root
+from envs.datasets import minari_root
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
 DATASET_SIZE = 50_000  # transitions: ~20 s to collect here, plenty for a few thousand updates
@@ -34,7 +34,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
 
     cfg = load_config(CONFIG, overrides or [])
     ds_id = cfg.dataset.split(":", 1)[1]
-    if not (datasets_root() / ds_id).exists():
+    if not (minari_root() / ds_id).exists():
         print(f"[1/2] collecting {ds_id}: {DATASET_SIZE} hopper transitions from the shipped medium policy")
         print(
             f"      (same as: python run_rl.py collect --env hopper --level medium --size {DATASET_SIZE} "
@@ -44,7 +44,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
         build("hopper", "medium", size=DATASET_SIZE, seed=0, name=ds_id)
         print(f"      done in {time.time() - t0:.0f} s")
     else:
-        print(f"[1/2] using the existing dataset {ds_id} in {datasets_root()}")
+        print(f"[1/2] using the existing dataset {ds_id} in {minari_root()}")
     run_dir = free_run_dir(Path(out))
     print(
         f"[2/2] training a Decision-{cfg.backbone} ({cfg.layout} tokens, {cfg.resolved_acting_mode()} acting) for "

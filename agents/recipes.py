@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.sac import load_actor, read_evals
+from agents.sac import LOG_STD_MAX, LOG_STD_MIN, load_actor, read_evals
 from envs.collect import CollectedEpisode, dataset_id, rollout, write_dataset
 from envs.make import make_env
 from envs.scores import d4rl_env_key, normalized_score
@@ -70,7 +70,7 @@ class ActorPolicy:
         if self.deterministic:
             u = mean
         else:  # the same squashed Gaussian as agents.sac.Actor
-            log_std = -5.0 + 3.5 * (np.tanh(log_std) + 1)
+            log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(log_std) + 1)
             u = mean + np.exp(log_std) * self.rng.standard_normal(mean.shape)
         return (np.tanh(u) * self.scale + self.bias).astype(np.float32)
 

@@ -179,19 +179,25 @@ class ReplayBuffer:
             v.flush()
 
 
+class _Deterministic:
+    """`actor` behind the reset/act protocol of `envs.evaluate`, acting with the tanh of its mean."""
+
+    def __init__(self, actor: Actor):
+        self.actor = actor
+
+    def reset(self, n_envs: int) -> None:
+        pass
+
+    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        return self.actor.act(obs, deterministic=True)
+
+
 def evaluate_actor(actor: Actor, env_id: str, episodes: int, seed: int) -> np.ndarray:
     """Deterministic returns (episodes,) of `actor`, episode k reset with seed `seed + k`."""
-    env = make_env(env_id)
-    returns = np.zeros(episodes)
-    for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
-        done = False
-        while not done:
-            obs, r, term, trunc, _ = env.step(actor.act(obs[None], deterministic=True)[0])
-            returns[k] += r
-            done = term or trunc
-    env.close()
-    return returns
+    from envs.evaluate import evaluate
+
+    return evaluate(_Deterministic(actor), env_id, n_episodes=episodes, n_envs=1, seed=seed,
+                    score_reference="none").returns  # fmt: skip
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:

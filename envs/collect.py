@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.datasets import minari_root
 from envs.make import make_env
 from envs.scores import d4rl_env_key, d4rl_reference
 
@@ -51,11 +52,6 @@ def dataset_id(env: str, level: str, version: int = 0) -> str:
     if key is None:
         raise ValueError(f"no dataset recipes for env {env!r}: recipes exist for halfcheetah, hopper and walker2d")
     return f"{NAMESPACE}/{key}/{level}-v{version}"
-
-
-def datasets_root() -> Path:
-    """Where Minari keeps local datasets: $MINARI_DATASETS_PATH, else ~/.minari/datasets."""
-    return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
 
 
 def rollout(
@@ -137,7 +133,7 @@ def write_dataset(
     from minari.data_collector import EpisodeBuffer
 
     with _minari_root(root):
-        path = datasets_root() / dataset_id
+        path = minari_root() / dataset_id
         if path.exists():
             if not overwrite:
                 raise FileExistsError(
@@ -185,4 +181,4 @@ def write_dataset(
         return path
 
 
-__all__ = ["NAMESPACE", "CollectedEpisode", "dataset_id", "datasets_root", "rollout", "write_dataset"]
+__all__ = ["NAMESPACE", "CollectedEpisode", "dataset_id", "rollout", "write_dataset"]
