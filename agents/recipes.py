@@ -3,8 +3,9 @@
 Levels (following D4RL, ANCHORS §3):
 
 - ``random``: uniform random actions.
-- ``medium``: sampled-action rollouts of the SAC checkpoint whose evaluation score is nearest a target normalised
-  score (hopper 47.5, halfcheetah 40, walker2d 67.5, near D4RL's medium datasets).
+- ``medium``: sampled-action rollouts of the SAC checkpoint whose score is nearest a target normalised score
+  (hopper 47.5, halfcheetah 40, walker2d 67.5, near D4RL's medium datasets), re-measured with sampled actions
+  (`pick_checkpoints`).
 - ``medium-replay``: the SAC replay buffer up to that checkpoint. From a SAC run directory this is the real buffer.
   From the shipped policies it is an approximation, said so in the metadata: the buffer's history replayed as
   uniform-random steps for the warm-up, then, for each stretch between shipped checkpoints, that many sampled steps
@@ -22,6 +23,7 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +96,20 @@ class UniformPolicy:
 # Choosing checkpoints
 
 
-def pick_checkpoints(evals: list[dict], env: str, replay_points: int = 4) -> dict:
+def pick_checkpoints(
+    evals: list[dict],
+    env: str,
+    replay_points: int = 4,
+    measure: Callable[[dict], float] | None = None,
+    candidates: int = 3,
+) -> dict:
     """From a SAC run's evaluations choose medium (nearest the target), expert (best) and the replay series.
+
+    SAC's own evaluations are a few deterministic episodes, while the recipes roll policies out with sampled
+    actions; picking on them alone lands the medium data off target and the expert on a lucky evaluation. With
+    ``measure`` (row -> normalised score measured the way the recipes act), medium is the one of the ``candidates``
+    checkpoints nearest the target by SAC's evaluation whose measured score is nearest, and expert the best measured
+    of the ``candidates`` best; those rows get "measured_normalized_score".
 
     Returns {"medium": row, "expert": row, "replay": [rows...]} where each row is an evals.jsonl entry with
     "normalized_score" added; the replay series is evenly spaced over the checkpoints before medium.
@@ -106,11 +120,48 @@ def pick_checkpoints(evals: list[dict], env: str, replay_points: int = 4) -> dic
     for r in evals:
         r["normalized_score"] = float(normalized_score(key, [r["return_mean"]])[0])
     target = MEDIUM_TARGET[key]
-    medium = min(evals, key=lambda r: abs(r["normalized_score"] - target))
-    expert = max(evals, key=lambda r: r["normalized_score"])
+    near = sorted(evals, key=lambda r: abs(r["normalized_score"] - target))[: max(1, candidates)]
+    top = sorted(evals, key=lambda r: -r["normalized_score"])[: max(1, candidates)]
+    if measure is None:
+        medium, expert = near[0], top[0]
+    else:
+        for r in {id(r): r for r in near + top}.values():
+            r["measured_normalized_score"] = float(measure(r))
+        medium = min(near, key=lambda r: abs(r["measured_normalized_score"] - target))
+        expert = max(top, key=lambda r: r["measured_normalized_score"])
     before = [r for r in evals if r["step"] < medium["step"]]
     idx = np.unique(np.linspace(0, len(before) - 1, min(replay_points, len(before))).round().astype(int))
     return {"medium": medium, "expert": expert, "replay": [before[i] for i in idx] if before else []}
+
+
+def measure_actor(path: str | Path, env_id: str, episodes: int = 10, deterministic: bool = False) -> dict:
+    """Return mean/std and D4RL score of a SAC actor over `episodes` seeded episodes (sampled actions by default)."""
+    from envs.evaluate import evaluate
+
+    res = evaluate(
+        ActorPolicy(path, deterministic=deterministic, seed=0),
+        env_id,
+        n_episodes=episodes,
+        n_envs=min(episodes, 5),
+        seed=0,
+        score_reference="d4rl",
+    )
+    return {
+        "return_mean": res.return_mean,
+        "return_std": res.return_std,
+        "normalized_score": res.normalized_mean,
+        "episodes": episodes,
+    }
+
+
+def pick_from_run(sac_run: str | Path, env: str, episodes: int = 10) -> dict:
+    """`pick_checkpoints` on a SAC run directory, re-measuring the candidates with sampled actions."""
+    env_id = ENV_IDS[d4rl_env_key(env)]
+    return pick_checkpoints(
+        read_evals(sac_run),
+        env,
+        measure=lambda row: measure_actor(Path(sac_run) / row["actor"], env_id, episodes)["normalized_score"],
+    )
 
 
 def ship(sac_run: str | Path, env: str, out_dir: Path = POLICY_DIR, episodes: int = 10) -> dict:
@@ -119,11 +170,9 @@ def ship(sac_run: str | Path, env: str, out_dir: Path = POLICY_DIR, episodes: in
     Each shipped actor is evaluated over `episodes` episodes with sampled actions (as the recipes roll it out) and
     deterministically. Writes `<env>_<role>.safetensors` files and updates `out_dir/index.json`.
     """
-    from envs.evaluate import evaluate
-
     key = d4rl_env_key(env)
     env_id = ENV_IDS[key]
-    picks = pick_checkpoints(read_evals(sac_run), key)
+    picks = pick_from_run(sac_run, key, episodes)
     cfg = json.loads((Path(sac_run) / "config.json").read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     index_path = out_dir / "index.json"
@@ -134,22 +183,10 @@ def ship(sac_run: str | Path, env: str, out_dir: Path = POLICY_DIR, episodes: in
     for role, row in roles:
         dst = out_dir / f"{key}_{role}.safetensors"
         shutil.copyfile(Path(sac_run) / row["actor"], dst)
-        measured = {}
-        for mode in ("sampled", "deterministic"):
-            res = evaluate(
-                ActorPolicy(dst, deterministic=mode == "deterministic", seed=0),
-                env_id,
-                n_episodes=episodes,
-                n_envs=min(episodes, 5),
-                seed=0,
-                score_reference="d4rl",
-            )
-            measured[mode] = {
-                "return_mean": res.return_mean,
-                "return_std": res.return_std,
-                "normalized_score": res.normalized_mean,
-                "episodes": episodes,
-            }
+        measured = {
+            mode: measure_actor(dst, env_id, episodes, deterministic=mode == "deterministic")
+            for mode in ("sampled", "deterministic")
+        }
         index[key]["policies"][role] = {
             "file": dst.name,
             "sac_step": row["step"],
@@ -165,17 +202,17 @@ def ship(sac_run: str | Path, env: str, out_dir: Path = POLICY_DIR, episodes: in
 # Building datasets
 
 
-def _policy_file(key: str, role: str, sac_run: str | Path | None) -> tuple[Path, dict]:
-    """The actor for a role, from a SAC run (chosen by its evaluations) or from the shipped files."""
+def _policy_file(key: str, role: str, sac_run: str | Path | None, picks: dict | None = None) -> tuple[Path, dict]:
+    """The actor for a role, from a SAC run (`picks` from `pick_from_run`, made if None) or from the shipped files."""
     if sac_run is not None:
-        picks = pick_checkpoints(read_evals(sac_run), key)
-        row = picks[role]
+        row = (picks or pick_from_run(sac_run, key))[role]
         return Path(sac_run) / row["actor"], {
             "source": "sac_run",
             "sac_run": str(sac_run),
             "sac_step": row["step"],
             "sac_eval_return": row["return_mean"],
             "sac_eval_normalized_score": row["normalized_score"],
+            "sampled_normalized_score": row.get("measured_normalized_score"),
         }
     index_path = POLICY_DIR / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
@@ -305,8 +342,9 @@ def build(
     elif level == "medium-expert":
         parts = {}
         episodes = []
+        picks = pick_from_run(sac_run, key) if sac_run is not None else None
         for i, role in enumerate(("medium", "expert")):
-            path, parts[role] = _policy_file(key, role, sac_run)
+            path, parts[role] = _policy_file(key, role, sac_run, picks)
             episodes += rollout(ActorPolicy(path, seed=seed + i), env_id, n, seed + 1_000_000 * i)
         recipe["policy"] = parts
     else:  # medium-replay

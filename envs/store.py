@@ -18,6 +18,7 @@ Python loop over steps or over batch rows.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -195,8 +196,21 @@ class TrajectoryStore:
         """Scores on the 0-100 scale with this store's reference (NaN if it is "none")."""
         return score_with_reference(returns, self.ref_min, self.ref_max, self.score_reference)
 
+    def fingerprint(self) -> str:
+        """SHA-256 (hex, 16 chars) of the data itself: observations, actions, rewards, episode bounds and end flags.
+
+        Two stores have the same fingerprint exactly when they hold the same episodes, whatever file or id they
+        came from; a sweep uses it to notice that a dataset was rebuilt under the same name.
+        """
+        h = hashlib.sha256()
+        for a in (self.observations, self.actions, self.rewards, self._episode_lengths, self._terminated,
+                  self._truncated):  # fmt: skip
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
     def summary(self) -> dict[str, float | int | str]:
-        """Counts and return statistics, JSON-ready."""
+        """Counts, return statistics and the content fingerprint, JSON-ready."""
         r = self.episode_returns
         return {
             "name": self.name,
@@ -208,6 +222,7 @@ class TrajectoryStore:
             "return_min": float(r.min()),
             "return_max": float(r.max()),
             "score_reference": self.score_reference,
+            "fingerprint": self.fingerprint(),
         }
 
     def __repr__(self) -> str:

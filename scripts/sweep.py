@@ -1,8 +1,10 @@
 """Run a matrix of datasets x backbones x seeds with `run_rl.py train`, then tabulate and plot the results.
 
 Resumable: a run whose results.json exists is skipped, a run with a checkpoint but no results is resumed, and
-the table is rebuilt from whatever results exist. Runs go in parallel as separate processes (`--jobs`), each with
-`--threads` torch threads.
+the table is rebuilt from whatever results exist. A run made on other data than the dataset its config names today
+(a dataset rebuilt under the same id, compared by content fingerprint) is stale: it is moved aside to
+OUT/<config>/<backbone>/stale/ (never deleted) and run again. Runs go in parallel as separate processes
+(`--jobs`), each with `--threads` torch threads.
 
     python scripts/sweep.py run --configs hopper-medium walker2d-medium --backbones transformer mingru minlstm \
         --seeds 0 1 2 --steps 20000 --out runs/sweep --jobs 2 --set eval_every=5000
@@ -71,9 +73,60 @@ def train_command(
     return cmd
 
 
+def current_data(configs: list[str], overrides: list[str]) -> dict[str, dict]:
+    """config name -> summary (with fingerprint) of the dataset it trains on today; exits naming any that is missing."""
+    from agents.config import load_config
+    from envs import load_dataset
+
+    summaries, problems = {}, []
+    for c in configs:
+        try:
+            cfg = load_config(ROOT / "configs" / f"{c}.yaml", overrides)
+            summaries[c] = load_dataset(cfg.dataset, env_id=cfg.env or None).summary()
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            problems.append(f"{c}: {err}")
+    if problems:
+        sys.exit("cannot load the data of every config:\n  " + "\n  ".join(problems))
+    return summaries
+
+
+def same_data(run_summary: dict, now: dict) -> bool:
+    """Whether a run's dataset.json describes the dataset ``now``: by fingerprint, or (older runs) counts and mean."""
+    if "fingerprint" in run_summary:
+        return run_summary["fingerprint"] == now["fingerprint"]
+    return (
+        run_summary.get("episodes") == now["episodes"]
+        and run_summary.get("transitions") == now["transitions"]
+        and abs(run_summary.get("return_mean", np.nan) - now["return_mean"]) <= 1e-6 * max(1.0, abs(now["return_mean"]))
+    )
+
+
+def set_aside_stale(out: Path, cells: list[tuple[str, str, int]], data: dict[str, dict]) -> list[Path]:
+    """Move every run (finished or not) whose dataset.json differs from today's data to .../stale/; the new paths."""
+    moved = []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for cell in cells:
+        rd = run_dir(out, *cell)
+        summary_path = rd / "dataset.json"
+        if not summary_path.is_file() or same_data(json.loads(summary_path.read_text()), data[cell[0]]):
+            continue
+        dest = rd.parent / "stale" / f"{rd.name}-{stamp}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        rd.rename(dest)
+        log = rd.parent / f"{rd.name}.log"
+        if log.exists():
+            log.rename(dest.parent / f"{dest.name}.log")
+        moved.append(dest)
+        name = data[cell[0]]["name"]
+        print(f"{'/'.join(map(str, cell))}: trained on other data than {name} holds now; moved to {dest}")
+    return moved
+
+
 def run_matrix(args: argparse.Namespace) -> None:
     out = Path(args.out)
     cells = [(c, b, s) for c in args.configs for b in args.backbones for s in args.seeds]
+    if args.check_data:
+        set_aside_stale(out, cells, current_data(args.configs, args.set))
     todo = [cell for cell in cells if not (run_dir(out, *cell) / "results.json").exists()]
     print(f"{len(cells)} runs, {len(cells) - len(todo)} already finished, {len(todo)} to go")
 
@@ -234,6 +287,12 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="config override for the recurrent backbones only (e.g. acting_mode=recurrent)",
+    )
+    r.add_argument(
+        "--no-check-data",
+        dest="check_data",
+        action="store_false",
+        help="do not compare finished runs' data with today's datasets (skips loading every dataset first)",
     )
     t = sub.add_parser("table", help="rebuild table.md/csv/json and the curves from finished runs")
     t.add_argument("--out", required=True)

@@ -80,6 +80,28 @@ def test_pick_checkpoints_nearest_target_and_best():
     assert [r["step"] for r in picks["replay"]] == [10, 20]
 
 
+def test_pick_checkpoints_remeasures_candidates():
+    """SAC's own evaluation is noisy: the recipe re-measures the candidates and picks on the measured scores."""
+    rows = [
+        {"step": s, "return_mean": r, "actor": f"a{s}"}
+        for s, r in [(10, 100), (20, 900), (30, 1500), (40, 1700), (50, 3000), (60, 2500), (70, 2900)]
+    ]
+    measured = {10: 1.0, 20: 20.0, 30: 30.0, 40: 46.0, 50: 70.0, 60: 80.0, 70: 75.0}  # sampled actions do worse
+    calls = []
+
+    def measure(row):
+        calls.append(row["step"])
+        return measured[row["step"]]
+
+    picks = pick_checkpoints(rows, "hopper", measure=measure, candidates=3)
+    # nearest 1525.6 by SAC's evaluation: 30 (1500), 40 (1700), 20 (900); measured, 40 (46.0) is nearest 47.5
+    assert picks["medium"]["step"] == 40 and picks["medium"]["measured_normalized_score"] == 46.0
+    # best by SAC's evaluation: 50, 70, 60; measured, 60 is the best
+    assert picks["expert"]["step"] == 60
+    assert sorted(calls) == [20, 30, 40, 50, 60, 70]  # each candidate measured once, nothing else
+    assert [r["step"] for r in picks["replay"]] == [10, 20, 30]
+
+
 @pytest.mark.parametrize("level", ["random", "medium", "medium-replay", "medium-expert"])
 def test_recipe_writes_minari_dataset(sac_run, tmp_path, level, monkeypatch):
     size = None if level == "medium-replay" else 600

@@ -56,3 +56,31 @@ def test_command_resumes_and_applies_recurrent_overrides(tmp_path):
     latest.parent.mkdir(parents=True)
     latest.write_text("step_0000050")
     assert "--resume" in sweep.train_command(tmp_path, "hopper-medium", "mingru", 0, 100, 1, [])
+
+
+def test_runs_on_rebuilt_data_are_set_aside_not_deleted(tmp_path):
+    now = {"name": "minari:x/y/medium-v0", "episodes": 10, "transitions": 1000, "return_mean": 5.0, "fingerprint": "a"}
+    _fake_run(tmp_path, "hopper-medium", "mingru", 0, [10.0, 20.0])  # same data
+    _fake_run(tmp_path, "hopper-medium", "mingru", 1, [30.0, 40.0])  # data rebuilt since
+    _fake_run(tmp_path, "hopper-medium", "minlstm", 0, [1.0, 2.0])  # an older run: no fingerprint, other counts
+    _fake_run(tmp_path, "hopper-medium", "minlstm", 1, [3.0, 4.0])  # an older run on the same data
+    summaries = {
+        ("mingru", 0): now,
+        ("mingru", 1): {**now, "fingerprint": "b"},
+        ("minlstm", 0): {k: v for k, v in now.items() if k != "fingerprint"} | {"episodes": 11},
+        ("minlstm", 1): {k: v for k, v in now.items() if k != "fingerprint"},
+    }
+    for (b, seed), summary in summaries.items():
+        (sweep.run_dir(tmp_path, "hopper-medium", b, seed) / "dataset.json").write_text(json.dumps(summary))
+    log = tmp_path / "hopper-medium" / "mingru" / "seed1.log"
+    log.write_text("training log")
+    cells = [("hopper-medium", b, s) for b in ("mingru", "minlstm") for s in (0, 1)]
+    moved = sweep.set_aside_stale(tmp_path, cells, {"hopper-medium": now})
+    assert sorted(p.parent.parent.name + "/" + p.name.split("-")[0] for p in moved) == ["mingru/seed1", "minlstm/seed0"]
+    for p in moved:  # kept whole, with its log
+        assert (p / "results.json").is_file() and p.parent.name == "stale"
+    assert (moved[0].parent / f"{moved[0].name}.log").exists() or (moved[1].parent / f"{moved[1].name}.log").exists()
+    assert not log.exists()
+    rows = sweep.read_runs(tmp_path)  # the table reads only current runs
+    assert sorted((r["backbone"], r["seed"]) for r in rows) == [("mingru", 0), ("minlstm", 1)]
+    assert sweep.set_aside_stale(tmp_path, cells, {"hopper-medium": now}) == []

@@ -57,6 +57,27 @@ def test_basic_attributes() -> None:
     assert s.episodes[2].rtg.tolist() == [14.0] and len(s.episodes[1]) == 10
 
 
+def test_fingerprint_follows_content_not_name() -> None:
+    s = _store()
+    n = s.num_transitions
+    same = TrajectoryStore(
+        s.observations.copy(), s.actions.copy(), s.rewards.copy(), LENGTHS,
+        terminated=[True, False, True, False], truncated=[False, True, False, True], env_id="Hopper-v5", name="other",
+    )  # fmt: skip
+    assert same.fingerprint() == s.fingerprint() == s.summary()["fingerprint"] and len(s.fingerprint()) == 16
+    rewards = s.rewards.copy()
+    rewards[7] += 1e-3
+    changed = [
+        TrajectoryStore(s.observations, s.actions, rewards, LENGTHS, [True, False, True, False],
+                        [False, True, False, True], env_id="Hopper-v5"),
+        TrajectoryStore(s.observations, s.actions, s.rewards, [3, 10, 2, 5], [True, False, True, False],
+                        [False, True, False, True], env_id="Hopper-v5"),  # same steps, other episode bounds
+        TrajectoryStore(s.observations, s.actions, s.rewards, LENGTHS, [True, False, True, True],
+                        [False, True, False, False], env_id="Hopper-v5"),  # other end flags
+    ]  # fmt: skip
+    assert n == 20 and len({c.fingerprint() for c in changed} | {s.fingerprint()}) == 4
+
+
 def test_windows_random_left_padded() -> None:
     s = _store()
     b = s.sample_windows(256, K=4, rng=np.random.default_rng(0))
