@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the repo's packages, installed or not
 
 
 def run_dir(out: Path, config: str, backbone: str, seed: int) -> Path:
