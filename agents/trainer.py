@@ -206,6 +206,23 @@ def score_of(summary: dict[str, Any]) -> float:
     return summary["return_mean"] if score is None or math.isnan(score) else score
 
 
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """Where a number was measured: CPU model and cores, torch version and threads, and the GPU if one was used."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
 def results_dict(
     cfg: TrainConfig, evaluation: dict[str, Any], steps: int, wall_time_s: float, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -227,6 +244,9 @@ def results_dict(
         "target_return": head["target_return"],
         "env_id": head["env_id"],
         "dataset": cfg.dataset,
+        "batch_size": cfg.batch_size,
+        "context_len": cfg.context_len,
+        "machine": machine_info(cfg.device),
         "eval_seed": head["seed"],
         "eval_envs": head["n_envs"],
         "per_target": evaluation["per_target"],

@@ -174,10 +174,19 @@ def read_runs(out: Path) -> list[dict]:
                 "acting_mode": res["acting_mode"],
                 "layout": res.get("layout"),
                 "train_mode": res.get("train_mode"),
+                "batch_size": res.get("batch_size"),
+                "machine": _machine_text(res.get("machine")),
                 "curve": [(e["step"], e["score"]) for e in evals],
             }
         )
     return rows
+
+
+def _machine_text(m: dict | None) -> str:
+    if not m:
+        return "unrecorded"
+    where = m.get("gpu") or f"{m['cpu']} ({m['cores']} cores)"
+    return f"{where}, torch {m['torch']}, {m['threads']} thread(s)"
 
 
 def _mean_std(xs: list[float]) -> str:
@@ -227,12 +236,14 @@ def write_table(out: Path) -> str:
         + " |"
     )
     steps = sorted({r["steps"] for r in rows})
+    batches = sorted({str(r["batch_size"]) for r in rows if r.get("batch_size")}) or ["unrecorded"]
+    machines = sorted({r.get("machine", "unrecorded") for r in rows})
     wall = {b: np.mean([r["wall_time_s"] for r in rows if r["backbone"] == b]) for b in backbones}
     lines += [
         "",
-        f"Steps per run: {', '.join(map(str, steps))}. Mean wall time per run: "
+        f"Steps per run: {', '.join(map(str, steps))}; batch {', '.join(batches)}. Mean wall time per run: "
         + ", ".join(f"{b} {wall[b] / 60:.1f} min" for b in backbones)
-        + ". Scores: D4RL-normalised, "
+        + f". Machine: {'; '.join(machines)}. Scores: D4RL-normalised, "
         "mean ± std over seeds of each run's last and best evaluation.",
     ]
     md = "\n".join(lines) + "\n"

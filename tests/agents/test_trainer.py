@@ -51,6 +51,8 @@ def test_end_to_end(
     assert on_disk["steps"] == 150 and on_disk["backbone"] == backbone and on_disk["acting_mode"] == acting
     assert on_disk["episodes"] == 2 and on_disk["score_reference"] == "d4rl"
     assert np.isfinite(on_disk["normalized_score_mean"])
+    assert on_disk["batch_size"] == cfg.batch_size and on_disk["machine"]["cores"] >= 1
+    assert on_disk["machine"]["torch"] == torch.__version__ and "gpu" not in on_disk["machine"]
     tb = scalars(run)
     for tag in (
         "train/loss",
