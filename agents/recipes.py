@@ -101,7 +101,7 @@ def pick_checkpoints(
     env: str,
     replay_points: int = 4,
     measure: Callable[[dict], float] | None = None,
-    candidates: int = 3,
+    candidates: int = 5,
 ) -> dict:
     """From a SAC run's evaluations choose medium (nearest the target), expert (best) and the replay series.
 

@@ -28,6 +28,8 @@ D4RL_SIZE = {
 def rows(root: Path) -> list[str]:
     out = []
     for meta_path in sorted(root.glob("minrnn/*/*/data/metadata.json")):
+        if "ablation" in meta_path.parts[-3]:
+            continue
         meta = json.loads(meta_path.read_text())
         rec = meta.get("recipe", {})
         env = meta_path.parts[-4]
@@ -43,6 +45,8 @@ def rows(root: Path) -> list[str]:
                 "replay": f"replay approximation: {len(pol['parts'])} stretches up to SAC step "
                 f"{pol['medium_sac_step']:,}"
             }
+        if isinstance(pol, dict) and {"medium", "expert"} <= set(pol):  # medium-expert: both policies
+            pol = {"replay": f"SAC steps {pol['medium']['sac_step']:,} + {pol['expert']['sac_step']:,}"}
         out.append(
             f"| {meta['dataset_id']} | {meta['total_steps']:,} | {meta['total_episodes']:,} | "
             f"{meta['return_mean']:.0f} ± {meta['return_std']:.0f} | {score:.1f} | "
