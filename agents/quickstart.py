@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.config import load_config
-from agents.recipes import build
+from agents.recipes import build, dataset_stale_reason
 from envs.datasets import minari_root
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
@@ -34,14 +34,17 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
 
     cfg = load_config(CONFIG, overrides or [])
     ds_id = cfg.dataset.split(":", 1)[1]
-    if not (minari_root() / ds_id).exists():
+    stale = dataset_stale_reason(cfg.dataset) if (minari_root() / ds_id).exists() else None
+    if stale:  # the quickstart's own cache, made from a policy shipped before this checkout's: remake it
+        print(f"[1/2] the existing {ds_id} is out of date ({stale}): collecting it again")
+    if stale or not (minari_root() / ds_id).exists():
         print(f"[1/2] collecting {ds_id}: {DATASET_SIZE} hopper transitions from the shipped medium policy")
         print(
             f"      (same as: python run_rl.py collect --env hopper --level medium --size {DATASET_SIZE} "
             f"--name {ds_id})"
         )
         t0 = time.time()
-        build("hopper", "medium", size=DATASET_SIZE, seed=0, name=ds_id)
+        build("hopper", "medium", size=DATASET_SIZE, seed=0, name=ds_id, overwrite=bool(stale))
         print(f"      done in {time.time() - t0:.0f} s")
     else:
         print(f"[1/2] using the existing dataset {ds_id} in {minari_root()}")

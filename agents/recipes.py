@@ -20,6 +20,7 @@ minutes) or from a SAC run directory made by ``python -m agents.sac`` (``--sac-r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
@@ -99,7 +100,7 @@ class UniformPolicy:
 def pick_checkpoints(
     evals: list[dict],
     env: str,
-    replay_points: int = 4,
+    replay_points: int = 8,
     measure: Callable[[dict], float] | None = None,
     candidates: int = 5,
 ) -> dict:
@@ -209,6 +210,7 @@ def _policy_file(key: str, role: str, sac_run: str | Path | None, picks: dict | 
         return Path(sac_run) / row["actor"], {
             "source": "sac_run",
             "sac_run": str(sac_run),
+            "sha256": file_sha256(Path(sac_run) / row["actor"]),
             "sac_step": row["step"],
             "sac_eval_return": row["return_mean"],
             "sac_eval_normalized_score": row["normalized_score"],
@@ -222,7 +224,59 @@ def _policy_file(key: str, role: str, sac_run: str | Path | None, picks: dict | 
             f"`python -m agents.sac --env {ENV_IDS[key]} --out sac_runs/{key}` and pass --sac-run sac_runs/{key}"
         )
     info = index[key]["policies"][role]
-    return POLICY_DIR / info["file"], {"source": "shipped", **info}
+    return POLICY_DIR / info["file"], {"source": "shipped", "sha256": file_sha256(POLICY_DIR / info["file"]), **info}
+
+
+def dataset_stale_reason(spec: str, root: str | Path | None = None) -> str | None:
+    """`stale_reason` for a "minari:<id>" dataset on disk made by `run_rl.py collect`; None for anything else."""
+    from envs.datasets import minari_root
+
+    if not spec.startswith("minari:"):
+        return None
+    meta_path = Path(root or minari_root()) / spec.split(":", 1)[1] / "data" / "metadata.json"
+    if not meta_path.is_file():
+        return None
+    recipe = json.loads(meta_path.read_text()).get("recipe")
+    return stale_reason(recipe) if isinstance(recipe, dict) else None
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def stale_reason(recipe: dict, policy_dir: Path | None = None) -> str | None:
+    """Why a dataset built from shipped policies no longer matches them (re-shipped since), or None if it does.
+
+    Compares each shipped policy the recipe names with `policy_dir/index.json`: by the weights' sha256 when the
+    recipe recorded it, else by SAC step. Datasets from a SAC run or from uniform actions are never stale here.
+    """
+    policy_dir = Path(policy_dir or POLICY_DIR)
+    index_path = policy_dir / "index.json"
+    if not index_path.exists():
+        return None
+    shipped = {
+        v["file"]: (v["sac_step"], policy_dir / v["file"])
+        for entry in json.loads(index_path.read_text()).values()
+        for v in entry["policies"].values()
+    }
+    pol = recipe.get("policy") or {}
+    used = [pol] if "file" in pol else [v for v in pol.values() if isinstance(v, dict) and "file" in v]
+    used = [u for u in used if u.get("source", "shipped") == "shipped"]
+    used += [
+        {"file": p["policy"], "sac_step": p["sac_step"], **({"sha256": p["sha256"]} if "sha256" in p else {})}
+        for p in pol.get("parts", [])
+        if p["policy"] != "uniform-random"
+    ]
+    for u in used:
+        if u["file"] not in shipped:
+            return f"its policy {u['file']} is no longer shipped"
+        step, path = shipped[u["file"]]
+        if ("sha256" in u and u["sha256"] != file_sha256(path)) or u["sac_step"] != step:
+            return (
+                f"it was built from {u['file']} of SAC step {u['sac_step']:,}; the shipped one is now "
+                f"from step {step:,}"
+            )
+    return None
 
 
 def _replay_from_buffer(sac_run: Path, steps: int) -> list[CollectedEpisode]:
@@ -290,6 +344,7 @@ def _replay_approximation(key: str, seed: int, size: int | None) -> tuple[list[C
             {
                 "policy": "uniform-random" if src is None else src["file"],
                 "sac_step": 0 if src is None else src["sac_step"],
+                **({} if src is None else {"sha256": file_sha256(POLICY_DIR / src["file"])}),
                 "transitions": n,
             }
         )

@@ -206,6 +206,19 @@ def score_of(summary: dict[str, Any]) -> float:
     return summary["return_mean"] if score is None or math.isnan(score) else score
 
 
+def warn_if_stale(spec: str) -> None:
+    """Tell the user (stderr) when a dataset made by `run_rl.py collect` predates the policies shipped now."""
+    from agents.recipes import dataset_stale_reason
+
+    reason = dataset_stale_reason(spec)
+    if reason:
+        print(
+            f"warning: {spec} is out of date with agents/policies ({reason}); training on it anyway. Rebuild it "
+            "with the same `run_rl.py collect` command plus --overwrite to get the data the recipes make now.",
+            file=sys.stderr,
+        )
+
+
 def machine_info(device: str = "cpu") -> dict[str, Any]:
     """Where a number was measured: CPU model and cores, torch version and threads, and the GPU if one was used."""
     import os
@@ -361,6 +374,7 @@ def train(
         store = store if store is not None else load_dataset(cfg.dataset, env_id=cfg.env or None)
         if dist.is_main:
             run_dir = prepare_run_dir(run_dir, resume, overwrite)
+            warn_if_stale(cfg.dataset)
         targets = cfg.target_returns or default_targets(store.env_id)
         model = build_model(cfg, store.obs_dim, store.act_dim, store.state_mean, store.state_std).to(device)
         ckpt = load_checkpoint(run_dir) if resume else None

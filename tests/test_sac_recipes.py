@@ -191,3 +191,42 @@ def test_replay_approximation_covers_the_whole_history():
                    (60_000, 80_000, 60_000), (80_000, 90_000, 80_000)]  # fmt: skip
     # a checkpoint inside the warm-up cannot have made data yet; one at the medium step is never used
     assert replay_stretches([3, 20], warmup=5, medium_step=20) == [(0, 5, None), (5, 20, 3)]
+
+
+def test_datasets_from_reshipped_policies_are_flagged_stale(tmp_path, monkeypatch):
+    """A dataset records which shipped weights made it; re-shipping other weights under the same name is noticed."""
+    import shutil
+
+    import agents.recipes as recipes
+
+    pol = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, pol)
+    monkeypatch.setattr(recipes, "POLICY_DIR", pol)
+    root = tmp_path / "ds"
+    build("hopper", "medium", size=200, root=root)
+    build("hopper", "medium-replay", size=300, root=root)
+    build("hopper", "random", size=50, root=root)
+    for level in ("medium", "medium-replay", "random"):
+        assert recipes.dataset_stale_reason(f"minari:minrnn/hopper/{level}-v0", root=root) is None
+    assert recipes.dataset_stale_reason("d4rl:/some/file.hdf5") is None
+
+    # re-ship: other weights under hopper_medium's name (same step in the index: only the hash can tell)
+    shutil.copyfile(pol / "hopper_expert.safetensors", pol / "hopper_medium.safetensors")
+    why = recipes.dataset_stale_reason("minari:minrnn/hopper/medium-v0", root=root)
+    assert why is not None and "hopper_medium.safetensors" in why
+    assert recipes.dataset_stale_reason("minari:minrnn/hopper/medium-replay-v0", root=root) is None
+    assert recipes.dataset_stale_reason("minari:minrnn/hopper/random-v0", root=root) is None
+
+    # an older dataset (no hashes recorded) is compared by SAC step
+    index = json.loads((pol / "index.json").read_text())
+    replay = index["hopper"]["policies"]["replay_1"]
+    meta = json.loads((root / "minrnn/hopper/medium-replay-v0/data/metadata.json").read_text())
+    parts = meta["recipe"]["policy"]["parts"]
+    assert any(p["policy"] == replay["file"] for p in parts)
+    for p in parts:
+        p.pop("sha256", None)
+    assert recipes.stale_reason(meta["recipe"], pol) is None
+    replay["sac_step"] += 10_000
+    (pol / "index.json").write_text(json.dumps(index))
+    why = recipes.stale_reason(meta["recipe"], pol)
+    assert why is not None and replay["file"] in why and f"{replay['sac_step']:,}" in why
