@@ -1,7 +1,9 @@
 """Markdown table of our generated datasets (minrnn/<env>/<level>-v0) beside the size of the D4RL dataset they
-stand in for. Reads the Minari metadata written by `run_rl.py collect`.
+stand in for. Reads the Minari metadata written by `run_rl.py collect`. With --policies: the table of the shipped
+behaviour policies instead, from agents/policies/index.json.
 
     python scripts/dataset_table.py [--root DIR]
+    python scripts/dataset_table.py --policies
 """
 
 from __future__ import annotations
@@ -56,10 +58,43 @@ def rows(root: Path) -> list[str]:
     return out
 
 
+def policy_rows(index: dict) -> list[str]:
+    """One row per shipped medium/expert policy: SAC step, SAC's own evaluation, and the re-measured returns."""
+    out = []
+    for env in sorted(index):
+        for role in ("medium", "expert"):
+            v = index[env]["policies"].get(role)
+            if v is None:
+                continue
+            sam, det = v["sampled"], v["deterministic"]
+            out.append(
+                f"| {env} | {role} | {v['sac_step'] // 1000}k | {v['sac_eval_return']:.0f} | "
+                f"{sam['return_mean']:.0f} ± {sam['return_std']:.0f} / {sam['normalized_score']:.1f} | "
+                f"{det['return_mean']:.0f} / {det['normalized_score']:.1f} |"
+            )
+        series = sorted(v["sac_step"] for k, v in index[env]["policies"].items() if k.startswith("replay_"))
+        out.append(
+            f"| {env} | replay series | {', '.join(f'{s // 1000}k' for s in series)} | | | |"
+            if series
+            else f"| {env} | replay series | – | | | |"
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default=os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+    ap.add_argument("--policies", action="store_true", help="the shipped policies' table instead")
     a = ap.parse_args()
+    if a.policies:
+        index = json.loads((Path(__file__).resolve().parent.parent / "agents" / "policies" / "index.json").read_text())
+        print(
+            "| env | role | SAC step | SAC eval return (5 ep., deterministic) | sampled actions, 10 ep.: return / "
+            "D4RL score | deterministic, 10 ep.: return / D4RL score |"
+        )
+        print("|---|---|---|---|---|---|")
+        print("\n".join(policy_rows(index)))
+        return
     print(
         "| dataset | transitions | episodes | return (mean ± std) | D4RL score | behaviour policy | build time "
         "| D4RL transitions |"
