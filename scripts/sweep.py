@@ -123,11 +123,20 @@ def set_aside_stale(out: Path, cells: list[tuple[str, str, int]], data: dict[str
     return moved
 
 
+def existing_cells(out: Path, configs: list[str] | None = None) -> list[tuple[str, str, int]]:
+    """(config, backbone, seed) of every run directory under `out` (of `configs` only, if given)."""
+    found = []
+    for rd in sorted(out.glob("*/*/seed*")):
+        if rd.is_dir() and rd.name[4:].isdigit() and (configs is None or rd.parent.parent.name in configs):
+            found.append((rd.parent.parent.name, rd.parent.name, int(rd.name[4:])))
+    return found
+
+
 def run_matrix(args: argparse.Namespace) -> None:
     out = Path(args.out)
     cells = [(c, b, s) for c in args.configs for b in args.backbones for s in args.seeds]
     if args.check_data:
-        set_aside_stale(out, cells, current_data(args.configs, args.set))
+        set_aside_stale(out, cells + existing_cells(out, args.configs), current_data(args.configs, args.set))
     todo = [cell for cell in cells if not (run_dir(out, *cell) / "results.json").exists()]
     print(f"{len(cells)} runs, {len(cells) - len(todo)} already finished, {len(todo)} to go")
 
@@ -308,6 +317,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     t = sub.add_parser("table", help="rebuild table.md/csv/json and the curves from finished runs")
     t.add_argument("--out", required=True)
+    t.add_argument(
+        "--no-check-data",
+        dest="check_data",
+        action="store_false",
+        help="tabulate every run, without setting aside those made on other data than today's datasets",
+    )
     a = ap.parse_args(argv)
     if a.cmd == "run":
         for c in a.configs:
@@ -318,7 +333,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
         run_matrix(a)
     else:
-        write_table(Path(a.out))
+        out = Path(a.out)
+        if a.check_data:
+            cells = existing_cells(out)
+            set_aside_stale(out, cells, current_data(sorted({c for c, _, _ in cells}), []))
+        write_table(out)
 
 
 if __name__ == "__main__":

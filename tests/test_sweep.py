@@ -84,3 +84,5 @@ def test_runs_on_rebuilt_data_are_set_aside_not_deleted(tmp_path):
     rows = sweep.read_runs(tmp_path)  # the table reads only current runs
     assert sorted((r["backbone"], r["seed"]) for r in rows) == [("mingru", 0), ("minlstm", 1)]
     assert sweep.set_aside_stale(tmp_path, cells, {"hopper-medium": now}) == []
+    assert sweep.existing_cells(tmp_path) == [("hopper-medium", "mingru", 0), ("hopper-medium", "minlstm", 1)]
+    assert sweep.existing_cells(tmp_path, ["walker2d-medium"]) == []
