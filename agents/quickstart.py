@@ -34,7 +34,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
 
     cfg = load_config(CONFIG, overrides or [])
     ds_id = cfg.dataset.split(":", 1)[1]
-    stale = dataset_stale_reason(cfg.dataset) if (minari_root() / ds_id).exists() else None
+    stale = dataset_stale_reason(cfg.dataset)  # None when the dataset is missing or current
     if stale:  # the quickstart's own cache, made from a policy shipped before this checkout's: remake it
         print(f"[1/2] the existing {ds_id} is out of date ({stale}): collecting it again")
     if stale or not (minari_root() / ds_id).exists():

@@ -271,11 +271,13 @@ def stale_reason(recipe: dict, policy_dir: Path | None = None) -> str | None:
         if u["file"] not in shipped:
             return f"its policy {u['file']} is no longer shipped"
         step, path = shipped[u["file"]]
-        if ("sha256" in u and u["sha256"] != file_sha256(path)) or u["sac_step"] != step:
+        if u["sac_step"] != step:
             return (
                 f"it was built from {u['file']} of SAC step {u['sac_step']:,}; the shipped one is now "
                 f"from step {step:,}"
             )
+        if "sha256" in u and u["sha256"] != file_sha256(path):
+            return f"the weights shipped as {u['file']} have changed since it was built"
     return None
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from envs.datasets import minari_root  # noqa: E402
 from envs.scores import normalized_score  # noqa: E402
 
 # D4RL v2 dataset sizes (transitions), from the D4RL paper's dataset descriptions.
@@ -39,23 +39,24 @@ def rows(root: Path) -> list[str]:
         d4rl = D4RL_SIZE.get(level, "–")
         d4rl = d4rl.get(env, "–") if isinstance(d4rl, dict) else d4rl
         score = float(normalized_score(env, [meta["return_mean"]])[0])
-        pol = rec.get("policy", {})
-        src = pol.get("sac_step") if isinstance(pol, dict) else None
-        if isinstance(pol, dict) and "parts" in pol:  # the medium-replay approximation
-            src = None
-            pol = {
-                "replay": f"replay approximation: {len(pol['parts'])} stretches up to SAC step "
-                f"{pol['medium_sac_step']:,}"
-            }
-        if isinstance(pol, dict) and {"medium", "expert"} <= set(pol):  # medium-expert: both policies
-            pol = {"replay": f"SAC steps {pol['medium']['sac_step']:,} + {pol['expert']['sac_step']:,}"}
         out.append(
             f"| {meta['dataset_id']} | {meta['total_steps']:,} | {meta['total_episodes']:,} | "
-            f"{meta['return_mean']:.0f} ± {meta['return_std']:.0f} | {score:.1f} | "
-            f"{'SAC step ' + format(src, ',') if src else pol.get('replay', rec.get('algorithm', ''))} | "
+            f"{meta['return_mean']:.0f} ± {meta['return_std']:.0f} | {score:.1f} | {behaviour(rec)} | "
             f"{rec.get('build_time_s', '–')} s | {d4rl} |"
         )
     return out
+
+
+def behaviour(recipe: dict) -> str:
+    """Which policy made a dataset, from its recipe block."""
+    pol = recipe.get("policy") or {}
+    if "parts" in pol:  # the medium-replay approximation
+        return f"replay approximation: {len(pol['parts'])} stretches up to SAC step {pol['medium_sac_step']:,}"
+    if {"medium", "expert"} <= set(pol):  # medium-expert
+        return f"SAC steps {pol['medium']['sac_step']:,} + {pol['expert']['sac_step']:,}"
+    if "sac_step" in pol:
+        return f"SAC step {pol['sac_step']:,}"
+    return pol.get("replay", recipe.get("algorithm", ""))
 
 
 def policy_rows(index: dict) -> list[str]:
@@ -73,17 +74,13 @@ def policy_rows(index: dict) -> list[str]:
                 f"{det['return_mean']:.0f} / {det['normalized_score']:.1f} |"
             )
         series = sorted(v["sac_step"] for k, v in index[env]["policies"].items() if k.startswith("replay_"))
-        out.append(
-            f"| {env} | replay series | {', '.join(f'{s // 1000}k' for s in series)} | | | |"
-            if series
-            else f"| {env} | replay series | – | | | |"
-        )
+        out.append(f"| {env} | replay series | {', '.join(f'{s // 1000}k' for s in series) or '–'} | | | |")
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", default=os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+    ap.add_argument("--root", default=minari_root(), help="Minari datasets root (default $MINARI_DATASETS_PATH)")
     ap.add_argument("--policies", action="store_true", help="the shipped policies' table instead")
     a = ap.parse_args()
     if a.policies:

@@ -136,7 +136,7 @@ def run_matrix(args: argparse.Namespace) -> None:
     out = Path(args.out)
     cells = [(c, b, s) for c in args.configs for b in args.backbones for s in args.seeds]
     if args.check_data:
-        set_aside_stale(out, cells + existing_cells(out, args.configs), current_data(args.configs, args.set))
+        set_aside_stale(out, existing_cells(out, args.configs), current_data(args.configs, args.set))
     todo = [cell for cell in cells if not (run_dir(out, *cell) / "results.json").exists()]
     print(f"{len(cells)} runs, {len(cells) - len(todo)} already finished, {len(todo)} to go")
 
