@@ -134,7 +134,8 @@ def existing_cells(out: Path, configs: list[str] | None = None) -> list[tuple[st
 
 def run_matrix(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    cells = [(c, b, s) for c in args.configs for b in args.backbones for s in args.seeds]
+    # Seed-major: a sweep cut short still covers every dataset and backbone before it adds seeds.
+    cells = [(c, b, s) for s in args.seeds for c in args.configs for b in args.backbones]
     if args.check_data:
         set_aside_stale(out, existing_cells(out, args.configs), current_data(args.configs, args.set))
     todo = [cell for cell in cells if not (run_dir(out, *cell) / "results.json").exists()]
