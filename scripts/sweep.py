@@ -29,6 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repo's packages, installed or not
 
+from envs.scores import normalized_score  # noqa: E402
+
 
 def run_dir(out: Path, config: str, backbone: str, seed: int) -> Path:
     return out / config / backbone / f"seed{seed}"
@@ -170,6 +172,7 @@ def read_runs(out: Path) -> list[dict]:
             else []
         )
         scores = [e["score"] for e in evals]
+        data = json.loads((rd / "dataset.json").read_text()) if (rd / "dataset.json").exists() else {}
         rows.append(
             {
                 "config": rd.parent.parent.name,
@@ -186,10 +189,36 @@ def read_runs(out: Path) -> list[dict]:
                 "train_mode": res.get("train_mode"),
                 "batch_size": res.get("batch_size"),
                 "machine": _machine_text(res.get("machine")),
+                "data": _data_score(data),
                 "curve": [(e["step"], e["score"]) for e in evals],
             }
         )
     return rows
+
+
+def _data_score(summary: dict) -> float | None:
+    """The behaviour data's D4RL score (its mean episode return, normalised), or None when it can't be scored."""
+    if summary.get("score_reference", "d4rl") != "d4rl" or "return_mean" not in summary:
+        return None
+    try:
+        return float(normalized_score(summary.get("env_id", ""), [summary["return_mean"]])[0])
+    except ValueError:
+        return None
+
+
+#: D4RL's locomotion levels in the order papers list them; the first three are the paper's 9-dataset average.
+LEVELS = ("medium", "medium-replay", "medium-expert", "expert")
+
+
+def config_order(config: str) -> tuple:
+    """Sort key: by environment, then by D4RL level (medium, medium-replay, medium-expert, expert), then by name."""
+    env, _, level = config.partition("-")
+    return (env, LEVELS.index(level) if level in LEVELS else len(LEVELS), config)
+
+
+def backbones_in(rows: list[dict]) -> list[str]:
+    """The backbones that have runs, attention first."""
+    return [b for b in ("transformer", "mingru", "minlstm", "gru", "lstm") if any(r["backbone"] == b for r in rows)]
 
 
 def _machine_text(m: dict | None) -> str:
@@ -216,35 +245,40 @@ def write_table(out: Path) -> str:
         w.writerows(flat)
     (out / "table.json").write_text(json.dumps(rows, indent=1))
 
-    configs = sorted({r["config"] for r in rows})
-    backbones = [
-        b for b in ("transformer", "mingru", "minlstm", "gru", "lstm") if any(r["backbone"] == b for r in rows)
-    ]
+    configs = sorted({r["config"] for r in rows}, key=config_order)
+    backbones = backbones_in(rows)
     pick = {(r["config"], r["backbone"]): [] for r in rows}
+    data = {}
     for r in rows:
         pick[(r["config"], r["backbone"])].append(r)
+        if r.get("data") is not None:
+            data[r["config"]] = r["data"]
     lines = [
-        "| dataset | " + " | ".join(f"{b} last | {b} best" for b in backbones) + " |",
-        "|---|" + "---|---|" * len(backbones),
+        "| dataset | data | " + " | ".join(f"{b} last | {b} best" for b in backbones) + " |",
+        "|---|---|" + "---|---|" * len(backbones),
     ]
-    avg = {b: {"last": [], "best": []} for b in backbones}
+    means = {}  # (config, backbone) -> (mean last, mean best)
     for c in configs:
         cells = []
         for b in backbones:
             rs = pick.get((c, b), [])
             cells += [_mean_std([r["last"] for r in rs]) + f" (n={len(rs)})", _mean_std([r["best"] for r in rs])]
             if rs:
-                avg[b]["last"].append(np.mean([r["last"] for r in rs]))
-                avg[b]["best"].append(np.mean([r["best"] for r in rs]))
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| **average** | "
-        + " | ".join(
-            f"{np.mean(avg[b]['last']):.1f} | {np.mean(avg[b]['best']):.1f}" if avg[b]["last"] else "– | –"
-            for b in backbones
-        )
-        + " |"
-    )
+                means[(c, b)] = (np.mean([r["last"] for r in rs]), np.mean([r["best"] for r in rs]))
+        d = f"{data[c]:.1f}" if c in data else "–"
+        lines.append(f"| {c} | {d} | " + " | ".join(cells) + " |")
+    paper9 = [c for c in configs if config_order(c)[1] < 3]
+    groups = [("average", configs)]
+    if paper9 and len(paper9) < len(configs):
+        groups.append(("average, medium / medium-replay / medium-expert", paper9))
+    for name, group in groups:
+        # Averages only over datasets every backbone has, so the backbones are compared on the same sets.
+        common = [c for c in group if all((c, b) in means for b in backbones)]
+        if not common:
+            continue
+        d = f"{np.mean([data[c] for c in common]):.1f}" if all(c in data for c in common) else "–"
+        cells = [f"{np.mean([means[(c, b)][i] for c in common]):.1f}" for b in backbones for i in (0, 1)]
+        lines.append(f"| **{name}** ({len(common)} datasets) | {d} | " + " | ".join(cells) + " |")
     steps = sorted({r["steps"] for r in rows})
     batches = sorted({str(r["batch_size"]) for r in rows if r.get("batch_size")}) or ["unrecorded"]
     machines = sorted({r.get("machine", "unrecorded") for r in rows})
@@ -254,11 +288,13 @@ def write_table(out: Path) -> str:
         f"Steps per run: {', '.join(map(str, steps))}; batch {', '.join(batches)}. Mean wall time per run: "
         + ", ".join(f"{b} {wall[b] / 60:.1f} min" for b in backbones)
         + f". Machine: {'; '.join(machines)}. Scores: D4RL-normalised, "
-        "mean ± std over seeds of each run's last and best evaluation.",
+        "mean ± std over seeds of each run's last and best evaluation; data: the behaviour data's mean episode "
+        "return, normalised. Averages cover the datasets that every backbone has runs on.",
     ]
     md = "\n".join(lines) + "\n"
     (out / "table.md").write_text(md)
     plot_curves(rows, out)
+    plot_scores(rows, out)
     print(md)
     return md
 
@@ -289,6 +325,41 @@ def plot_curves(rows: list[dict], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / f"curves_{c}.png", dpi=110)
         plt.close(fig)
+
+
+def plot_scores(rows: list[dict], out: Path) -> None:
+    """scores.png: last score per dataset, one bar per backbone (mean, std over seeds as error bar, seeds as dots),
+    with the behaviour data's score as a black tick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = sorted({r["config"] for r in rows}, key=config_order)
+    backbones = backbones_in(rows)
+    width = 0.8 / len(backbones)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(configs) + 2), 4))
+    for j, b in enumerate(backbones):
+        for i, c in enumerate(configs):
+            ys = [r["last"] for r in rows if r["config"] == c and r["backbone"] == b]
+            if not ys:
+                continue
+            x = i + (j - (len(backbones) - 1) / 2) * width
+            ax.bar(x, np.mean(ys), width, yerr=np.std(ys), color=f"C{j}", label=b if i == 0 else None, capsize=2)
+            ax.plot([x] * len(ys), ys, "k.", ms=3)
+    for i, c in enumerate(configs):
+        d = next((r["data"] for r in rows if r["config"] == c and r.get("data") is not None), None)
+        if d is not None:
+            ax.plot([i - 0.45, i + 0.45], [d, d], "k-", lw=1.5, label="behaviour data" if i == 0 else None)
+    ax.set_xticks(range(len(configs)))
+    ax.set_xticklabels(configs, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("D4RL-normalised score (last eval)")
+    ax.grid(axis="y", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "scores.png", dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,9 @@ def _fake_run(out: Path, config: str, backbone: str, seed: int, curve: list[floa
         "train_mode": "window",
     }
     (rd / "results.json").write_text(json.dumps(res))
+    env = config.split("-")[0]
+    data_return = {"hopper": 1617.0, "walker2d": 2297.0}[env]  # D4RL scores 50.3 and 50.0, written out below
+    (rd / "dataset.json").write_text(json.dumps({"env_id": env, "return_mean": data_return, "score_reference": "d4rl"}))
 
 
 def test_table_means_and_stds_over_seeds(tmp_path):
@@ -45,6 +48,28 @@ def test_table_means_and_stds_over_seeds(tmp_path):
     rows = json.loads((tmp_path / "table.json").read_text())
     assert len(rows) == 3 and (tmp_path / "table.csv").exists()
     assert (tmp_path / "curves_hopper-medium.png").stat().st_size > 1000
+
+
+def test_table_has_data_scores_dataset_order_and_averages_over_common_datasets(tmp_path):
+    _fake_run(tmp_path, "walker2d-medium", "mingru", 0, [10.0])
+    _fake_run(tmp_path, "walker2d-medium", "transformer", 0, [30.0])
+    _fake_run(tmp_path, "hopper-medium-replay", "mingru", 0, [20.0])
+    _fake_run(tmp_path, "hopper-medium-replay", "transformer", 0, [40.0])
+    _fake_run(tmp_path, "hopper-medium", "mingru", 0, [60.0])
+    _fake_run(tmp_path, "hopper-expert", "mingru", 0, [80.0])
+    _fake_run(tmp_path, "hopper-expert", "transformer", 0, [70.0])
+    md = sweep.write_table(tmp_path)
+    names = [line.split(" | ")[0][2:] for line in md.splitlines()[2:] if line.startswith("| ") and "**" not in line]
+    assert names == ["hopper-medium", "hopper-medium-replay", "hopper-expert", "walker2d-medium"]
+    hopper_data = 100 * (1617.0 + 20.272305) / (3234.3 + 20.272305)
+    walker_data = 100 * (2297.0 - 1.629008) / (4592.3 - 1.629008)
+    assert f"| hopper-medium | {hopper_data:.1f} |" in md
+    # hopper-medium has no transformer run, so both averages leave it out for every backbone.
+    all3 = f"{np.mean([30.0, 40.0, 70.0]):.1f} | {np.mean([30.0, 40.0, 70.0]):.1f} | {np.mean([10.0, 20.0, 80.0]):.1f}"
+    assert f"| **average** (3 datasets) | {np.mean([walker_data, hopper_data, hopper_data]):.1f} | {all3}" in md
+    paper = f"{np.mean([30.0, 40.0]):.1f} | {np.mean([30.0, 40.0]):.1f} | {np.mean([10.0, 20.0]):.1f}"
+    assert "| **average, medium / medium-replay / medium-expert** (2 datasets) | " in md and paper in md
+    assert (tmp_path / "scores.png").stat().st_size > 1000
 
 
 def test_command_resumes_and_applies_recurrent_overrides(tmp_path):
