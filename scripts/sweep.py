@@ -216,6 +216,45 @@ def config_order(config: str) -> tuple:
     return (env, LEVELS.index(level) if level in LEVELS else len(LEVELS), config)
 
 
+def compare_to(rows: list[dict], base: str, n_boot: int = 2000, seed: int = 0) -> list[str]:
+    """Markdown lines: each backbone's last score minus `base`'s, averaged over the datasets both have runs on.
+
+    The 95 % interval is a stratified bootstrap (as rliable does): within each dataset, each backbone's seeds are
+    resampled with replacement, the per-dataset means recomputed, and the difference averaged over datasets again.
+    It says how much the average could move with other seeds on these datasets, not how it would move on others.
+    Computed only where every dataset has ≥2 seeds on both sides (with one seed there is nothing to resample).
+    """
+    rng = np.random.default_rng(seed)
+    by = {}
+    for r in rows:
+        by.setdefault((r["config"], r["backbone"]), []).append(r["last"])
+    out = []
+    for b in backbones_in(rows):
+        if b == base:
+            continue
+        common = sorted({c for c, bb in by if bb == b and (c, base) in by}, key=config_order)
+        if not common:
+            continue
+        diffs = [np.mean(by[(c, b)]) - np.mean(by[(c, base)]) for c in common]
+        ahead = sum(d > 0 for d in diffs)
+        ci = "–"
+        if all(len(by[(c, b)]) >= 2 and len(by[(c, base)]) >= 2 for c in common):
+            boot = np.zeros(n_boot)
+            for c in common:
+                x, y = np.asarray(by[(c, b)]), np.asarray(by[(c, base)])
+                boot += rng.choice(x, (n_boot, len(x))).mean(1) - rng.choice(y, (n_boot, len(y))).mean(1)
+            lo, hi = np.percentile(boot / len(common), [2.5, 97.5])
+            ci = f"[{lo:+.1f}, {hi:+.1f}]"
+        out.append(f"| {b} | {np.mean(diffs):+.1f} | {ci} | {ahead} of {len(common)} |")
+    if not out:
+        return []
+    head = [
+        f"| backbone | last score − {base}, mean over datasets | 95 % bootstrap interval | datasets ahead |",
+        "|---|---|---|---|",
+    ]
+    return head + out
+
+
 def backbones_in(rows: list[dict]) -> list[str]:
     """The backbones that have runs, attention first."""
     return [b for b in ("transformer", "mingru", "minlstm", "gru", "lstm") if any(r["backbone"] == b for r in rows)]
@@ -282,15 +321,23 @@ def write_table(out: Path) -> str:
     steps = sorted({r["steps"] for r in rows})
     batches = sorted({str(r["batch_size"]) for r in rows if r.get("batch_size")}) or ["unrecorded"]
     machines = sorted({r.get("machine", "unrecorded") for r in rows})
-    wall = {b: np.mean([r["wall_time_s"] for r in rows if r["backbone"] == b]) for b in backbones}
-    lines += [
-        "",
-        f"Steps per run: {', '.join(map(str, steps))}; batch {', '.join(batches)}. Mean wall time per run: "
-        + ", ".join(f"{b} {wall[b] / 60:.1f} min" for b in backbones)
-        + f". Machine: {'; '.join(machines)}. Scores: D4RL-normalised, "
-        "mean ± std over seeds of each run's last and best evaluation; data: the behaviour data's mean episode "
-        "return, normalised. Averages cover the datasets that every backbone has runs on.",
-    ]
+    wall = {}
+    for b in backbones:
+        w = [r["wall_time_s"] / 60 for r in rows if r["backbone"] == b]
+        wall[b] = f"{np.median(w):.1f} min ({min(w):.1f}–{max(w):.1f})"
+    lines += (
+        [""]
+        + compare_to(rows, "transformer")
+        + [
+            "",
+            f"Steps per run: {', '.join(map(str, steps))}; batch {', '.join(batches)}. Wall time per run, median "
+            "(min–max): "
+            + ", ".join(f"{b} {wall[b]}" for b in backbones)
+            + f". Machine: {'; '.join(machines)}. Scores: D4RL-normalised, "
+            "mean ± std over seeds of each run's last and best evaluation; data: the behaviour data's mean episode "
+            "return, normalised. Averages cover the datasets that every backbone has runs on.",
+        ]
+    )
     md = "\n".join(lines) + "\n"
     (out / "table.md").write_text(md)
     plot_curves(rows, out)

@@ -59,7 +59,8 @@ def test_table_has_data_scores_dataset_order_and_averages_over_common_datasets(t
     _fake_run(tmp_path, "hopper-expert", "mingru", 0, [80.0])
     _fake_run(tmp_path, "hopper-expert", "transformer", 0, [70.0])
     md = sweep.write_table(tmp_path)
-    names = [line.split(" | ")[0][2:] for line in md.splitlines()[2:] if line.startswith("| ") and "**" not in line]
+    first_table = md.split("\n\n")[0].splitlines()[2:]
+    names = [line.split(" | ")[0][2:] for line in first_table if "**" not in line]
     assert names == ["hopper-medium", "hopper-medium-replay", "hopper-expert", "walker2d-medium"]
     hopper_data = 100 * (1617.0 + 20.272305) / (3234.3 + 20.272305)
     walker_data = 100 * (2297.0 - 1.629008) / (4592.3 - 1.629008)
@@ -70,6 +71,25 @@ def test_table_has_data_scores_dataset_order_and_averages_over_common_datasets(t
     paper = f"{np.mean([30.0, 40.0]):.1f} | {np.mean([30.0, 40.0]):.1f} | {np.mean([10.0, 20.0]):.1f}"
     assert "| **average, medium / medium-replay / medium-expert** (2 datasets) | " in md and paper in md
     assert (tmp_path / "scores.png").stat().st_size > 1000
+
+
+def test_comparison_averages_differences_over_shared_datasets_with_a_bootstrap_interval(tmp_path):
+    rows = [{"config": "hopper-medium", "backbone": "transformer", "last": v} for v in (10.0, 20.0)] + [
+        {"config": "hopper-medium", "backbone": "mingru", "last": v} for v in (30.0, 30.0)
+    ]
+    rows += [{"config": "walker2d-medium", "backbone": "transformer", "last": v} for v in (50.0, 50.0)]
+    rows += [{"config": "walker2d-medium", "backbone": "mingru", "last": v} for v in (40.0, 40.0)]
+    rows += [{"config": "hopper-expert", "backbone": "mingru", "last": 99.0}]  # no transformer run: left out
+    lines = sweep.compare_to(rows, "transformer")
+    assert len(lines) == 3
+    _, name, mean, ci, ahead, _ = lines[2].split("|")
+    # hopper: 30 - 15 = +15; walker2d: 40 - 50 = -10; mean +2.5. Only the transformer's hopper seeds vary: its
+    # resampled mean lies in [10, 20], so the average difference lies in [(30-20-10)/2, (30-10-10)/2] = [0, +5].
+    assert name.strip() == "mingru" and mean.strip() == "+2.5" and ahead.strip() == "1 of 2"
+    lo, hi = (float(v) for v in ci.strip(" []").split(","))
+    assert 0.0 <= lo < 2.5 < hi <= 5.0
+    rows.append({"config": "walker2d-medium", "backbone": "minlstm", "last": 60.0})  # one seed: no interval
+    assert sweep.compare_to(rows, "transformer")[3] == "| minlstm | +10.0 | – | 1 of 1 |"
 
 
 def test_command_resumes_and_applies_recurrent_overrides(tmp_path):
