@@ -9,6 +9,7 @@ OUT/<config>/<backbone>/stale/ (never deleted) and run again. Runs go in paralle
     python scripts/sweep.py run --configs hopper-medium walker2d-medium --backbones transformer mingru minlstm \
         --seeds 0 1 2 --steps 20000 --out runs/sweep --jobs 2 --set eval_every=5000
     python scripts/sweep.py table --out runs/sweep          # table.csv, table.json, table.md, curves_*.png
+    python scripts/sweep.py table --out runs/sweep --docs docs   # ... and copy table and plots into docs/
 
 Layout: OUT/<config>/<backbone>/seed<k>/ (a `run_rl.py train` run directory each).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -442,6 +444,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_false",
         help="tabulate every run, without setting aside those made on other data than today's datasets",
     )
+    t.add_argument(
+        "--docs",
+        metavar="DIR",
+        help="also copy the table (as sweep_table.md/.csv) and the plots into DIR, e.g. docs",
+    )
     a = ap.parse_args(argv)
     if a.cmd == "run":
         for c in a.configs:
@@ -457,6 +464,22 @@ def main(argv: list[str] | None = None) -> None:
             cells = existing_cells(out)
             set_aside_stale(out, cells, current_data(sorted({c for c, _, _ in cells}), []))
         write_table(out)
+        if a.docs:
+            for p in publish(out, Path(a.docs)):
+                print(f"wrote {p}")
+
+
+def publish(out: Path, docs: Path) -> list[Path]:
+    """Copy table.md/table.csv (as sweep_table.*), scores.png and curves_*.png from OUT into a docs folder."""
+    docs.mkdir(parents=True, exist_ok=True)
+    pairs = [(out / "table.md", docs / "sweep_table.md"), (out / "table.csv", docs / "sweep_table.csv")]
+    pairs += [(p, docs / p.name) for p in [out / "scores.png", *sorted(out.glob("curves_*.png"))]]
+    written = []
+    for src, dst in pairs:
+        if src.exists():
+            shutil.copyfile(src, dst)
+            written.append(dst)
+    return written
 
 
 if __name__ == "__main__":

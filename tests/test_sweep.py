@@ -48,6 +48,15 @@ def test_table_means_and_stds_over_seeds(tmp_path):
     rows = json.loads((tmp_path / "table.json").read_text())
     assert len(rows) == 3 and (tmp_path / "table.csv").exists()
     assert (tmp_path / "curves_hopper-medium.png").stat().st_size > 1000
+    docs = tmp_path / "docs"
+    sweep.main(["table", "--out", str(tmp_path), "--no-check-data", "--docs", str(docs)])
+    assert (docs / "sweep_table.md").read_text() == md
+    assert {p.name for p in docs.iterdir()} == {
+        "sweep_table.md",
+        "sweep_table.csv",
+        "scores.png",
+        "curves_hopper-medium.png",
+    }
 
 
 def test_table_has_data_scores_dataset_order_and_averages_over_common_datasets(tmp_path):
