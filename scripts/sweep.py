@@ -9,7 +9,7 @@ OUT/<config>/<backbone>/stale/ (never deleted) and run again. Runs go in paralle
     python scripts/sweep.py run --configs hopper-medium walker2d-medium --backbones transformer mingru minlstm \
         --seeds 0 1 2 --steps 20000 --out runs/sweep --jobs 2 --set eval_every=5000
     python scripts/sweep.py table --out runs/sweep          # table.csv, table.json, table.md, curves_*.png
-    python scripts/sweep.py table --out runs/sweep --docs docs   # ... and copy table and plots into docs/
+    python scripts/sweep.py table --out runs/sweep --docs docs --splice docs/RESULTS.md   # ... into the docs too
 
 Layout: OUT/<config>/<backbone>/seed<k>/ (a `run_rl.py train` run directory each).
 """
@@ -449,6 +449,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="DIR",
         help="also copy the table (as sweep_table.md/.csv) and the plots into DIR, e.g. docs",
     )
+    t.add_argument(
+        "--splice",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help=f"also replace the block between the lines {SPLICE_BEGIN} and {SPLICE_END} in FILE (e.g. "
+        "docs/RESULTS.md) with the table; repeatable",
+    )
     a = ap.parse_args(argv)
     if a.cmd == "run":
         for c in a.configs:
@@ -467,6 +475,23 @@ def main(argv: list[str] | None = None) -> None:
         if a.docs:
             for p in publish(out, Path(a.docs)):
                 print(f"wrote {p}")
+        for f in a.splice:
+            splice(Path(f), (out / "table.md").read_text())
+            print(f"updated the table in {f}")
+
+
+SPLICE_BEGIN = "<!-- sweep-table -->"
+SPLICE_END = "<!-- /sweep-table -->"
+
+
+def splice(path: Path, table_md: str) -> None:
+    """Replace what lies between the SPLICE_BEGIN and SPLICE_END lines of a Markdown file with `table_md`."""
+    text = path.read_text()
+    begin, end = text.find(SPLICE_BEGIN), text.find(SPLICE_END)
+    if begin < 0 or end < begin:
+        sys.exit(f"{path} has no {SPLICE_BEGIN} ... {SPLICE_END} block; add the two lines where the table goes")
+    head = text[: begin + len(SPLICE_BEGIN)]
+    path.write_text(head + "\n" + table_md.strip("\n") + "\n" + text[end:])
 
 
 def publish(out: Path, docs: Path) -> list[Path]:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 spec = importlib.util.spec_from_file_location("sweep", Path(__file__).resolve().parent.parent / "scripts" / "sweep.py")
 sweep = importlib.util.module_from_spec(spec)
@@ -51,6 +52,14 @@ def test_table_means_and_stds_over_seeds(tmp_path):
     docs = tmp_path / "docs"
     sweep.main(["table", "--out", str(tmp_path), "--no-check-data", "--docs", str(docs)])
     assert (docs / "sweep_table.md").read_text() == md
+    page = tmp_path / "RESULTS.md"
+    page.write_text(f"# Results\n\n{sweep.SPLICE_BEGIN}\nold table\n{sweep.SPLICE_END}\n\nDiscussion.\n")
+    sweep.main(["table", "--out", str(tmp_path), "--no-check-data", "--splice", str(page)])
+    assert page.read_text() == f"# Results\n\n{sweep.SPLICE_BEGIN}\n{md.strip()}\n{sweep.SPLICE_END}\n\nDiscussion.\n"
+    page.write_text("# Results without markers\n")
+    with pytest.raises(SystemExit, match="no <!-- sweep-table -->"):
+        sweep.main(["table", "--out", str(tmp_path), "--no-check-data", "--splice", str(page)])
+    assert page.read_text() == "# Results without markers\n"
     assert {p.name for p in docs.iterdir()} == {
         "sweep_table.md",
         "sweep_table.csv",
