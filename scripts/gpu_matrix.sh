@@ -53,7 +53,7 @@ echo "matrix done in $(( $(date +%s) - t0 )) s, exit $rc" | tee -a "$OUT/timing.
 
 # 3. bring back the table, the curves and each run's small files
 mkdir -p "$OUT/sweep" "$WORK/sweep"
-cp "$WORK"/sweep/table.* "$WORK"/sweep/scores.png "$WORK"/sweep/curves_*.png "$OUT/sweep/" 2>/dev/null || true
+cp "$WORK"/sweep/table.* "$WORK"/sweep/scores.png "$WORK"/sweep/curves.png "$WORK"/sweep/curves_*.png "$OUT/sweep/" 2>/dev/null || true
 (cd "$WORK/sweep" && find . -name results.json -o -name evals.jsonl -o -name dataset.json -o -name config.yaml \
   | tar -cf - -T - ) | tar -xf - -C "$OUT/sweep"
 exit "$rc"

@@ -348,32 +348,60 @@ def write_table(out: Path) -> str:
     return md
 
 
+def _draw_curves(ax, rows: list[dict], config: str) -> None:
+    for b in backbones_in([r for r in rows if r["config"] == config]):
+        curves = [dict(r["curve"]) for r in rows if r["config"] == config and r["backbone"] == b and r["curve"]]
+        if not curves:
+            continue
+        steps = sorted(set.intersection(*(set(cv) for cv in curves)))
+        ys = np.array([[cv[s] for s in steps] for cv in curves])
+        m, sd = ys.mean(0), ys.std(0)
+        ax.plot(steps, m, label=f"{b} (n={len(curves)})")
+        ax.fill_between(steps, m - sd, m + sd, alpha=0.2)
+    d = next((r["data"] for r in rows if r["config"] == config and r.get("data") is not None), None)
+    if d is not None:
+        ax.axhline(d, color="k", lw=1, ls="--", label="behaviour data")
+    ax.set_title(config, fontsize=9)
+    ax.grid(alpha=0.3)
+
+
 def plot_curves(rows: list[dict], out: Path) -> None:
-    """curves_<config>.png: normalised score against step, mean ± std over seeds, one line per backbone."""
+    """curves_<config>.png: normalised score against step, mean ± std over seeds, one line per backbone, the
+    behaviour data's score dashed; curves.png: all datasets on one grid (a row per environment)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for c in sorted({r["config"] for r in rows}):
+    configs = sorted({r["config"] for r in rows}, key=config_order)
+    for c in configs:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        for b in sorted({r["backbone"] for r in rows if r["config"] == c}):
-            curves = [dict(r["curve"]) for r in rows if r["config"] == c and r["backbone"] == b and r["curve"]]
-            if not curves:
-                continue
-            steps = sorted(set.intersection(*(set(cv) for cv in curves)))
-            ys = np.array([[cv[s] for s in steps] for cv in curves])
-            m, sd = ys.mean(0), ys.std(0)
-            ax.plot(steps, m, label=f"{b} (n={len(curves)})")
-            ax.fill_between(steps, m - sd, m + sd, alpha=0.2)
-        ax.set_title(c)
+        _draw_curves(ax, rows, c)
         ax.set_xlabel("gradient step")
         ax.set_ylabel("D4RL-normalised score")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / f"curves_{c}.png", dpi=110)
         plt.close(fig)
+    envs = sorted({config_order(c)[0] for c in configs})
+    per_env = [[c for c in configs if config_order(c)[0] == e] for e in envs]
+    ncol = max(len(cs) for cs in per_env)
+    fig, axes = plt.subplots(len(envs), ncol, figsize=(3.2 * ncol, 2.6 * len(envs)), squeeze=False)
+    for i, cs in enumerate(per_env):
+        for j in range(ncol):
+            ax = axes[i][j]
+            if j >= len(cs):
+                ax.axis("off")
+                continue
+            _draw_curves(ax, rows, cs[j])
+            ax.tick_params(labelsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, [lab.split(" (")[0] for lab in labels], loc="lower center", ncol=len(labels), fontsize=8)
+    fig.supxlabel("gradient step", fontsize=9, y=0.04)
+    fig.supylabel("D4RL-normalised score", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
 
 
 def plot_scores(rows: list[dict], out: Path) -> None:
@@ -495,10 +523,10 @@ def splice(path: Path, table_md: str) -> None:
 
 
 def publish(out: Path, docs: Path) -> list[Path]:
-    """Copy table.md/table.csv (as sweep_table.*), scores.png and curves_*.png from OUT into a docs folder."""
+    """Copy table.md/table.csv (as sweep_table.*), scores.png, curves.png and curves_*.png from OUT into docs."""
     docs.mkdir(parents=True, exist_ok=True)
     pairs = [(out / "table.md", docs / "sweep_table.md"), (out / "table.csv", docs / "sweep_table.csv")]
-    pairs += [(p, docs / p.name) for p in [out / "scores.png", *sorted(out.glob("curves_*.png"))]]
+    pairs += [(p, docs / p.name) for p in [out / "scores.png", out / "curves.png", *sorted(out.glob("curves_*.png"))]]
     written = []
     for src, dst in pairs:
         if src.exists():

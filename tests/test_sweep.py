@@ -64,6 +64,7 @@ def test_table_means_and_stds_over_seeds(tmp_path):
         "sweep_table.md",
         "sweep_table.csv",
         "scores.png",
+        "curves.png",
         "curves_hopper-medium.png",
     }
 
