@@ -349,6 +349,8 @@ def write_table(out: Path) -> str:
 
 
 def _draw_curves(ax, rows: list[dict], config: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     for b in backbones_in([r for r in rows if r["config"] == config]):
         curves = [dict(r["curve"]) for r in rows if r["config"] == config and r["backbone"] == b and r["curve"]]
         if not curves:
@@ -362,6 +364,7 @@ def _draw_curves(ax, rows: list[dict], config: str) -> None:
     if d is not None:
         ax.axhline(d, color="k", lw=1, ls="--", label="behaviour data")
     ax.set_title(config, fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
     ax.grid(alpha=0.3)
 
 
