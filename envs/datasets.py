@@ -14,6 +14,7 @@ Every error names the spec, the key, and the first bad index where one applies.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import gymnasium as gym
@@ -37,10 +38,13 @@ def minari_root() -> Path:
     return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
 
 
-def _how_to_get_data() -> str:
+def _how_to_get_data(dataset_id: str | None = None) -> str:
+    """The fix for a missing dataset; for one of our own ids, the `collect` command that makes exactly that one."""
+    m = re.fullmatch(r"minrnn/(\w+)/([a-z-]+)-v0", dataset_id or "")
+    env, level = (m.group(1), m.group(2)) if m and m.group(1) in _D4RL_ENV_IDS else ("hopper", "medium")
     return (
-        "To create one locally run `python run_rl.py collect --env hopper --level medium` "
-        "(it writes minari:minrnn/hopper/medium-v0); or set MINARI_DATASETS_PATH to the folder holding your "
+        f"To create one locally run `python run_rl.py collect --env {env} --level {level}` "
+        f"(it writes minari:minrnn/{env}/{level}-v0); or set MINARI_DATASETS_PATH to the folder holding your "
         f"Minari datasets (now {minari_root()}); or load a D4RL file with "
         "'d4rl:/path/to/hopper-medium-v2.hdf5'. "
         "`python run_rl.py datasets` lists what is available locally."
@@ -202,7 +206,7 @@ def _open_minari(dataset_id: str, download: bool, source: str):  # -> minari.Min
         return minari.load_dataset(dataset_id, download=download)
     except FileNotFoundError as err:
         raise FileNotFoundError(
-            f"{source}: dataset {dataset_id!r} is not in {minari_root()}. {_how_to_get_data()}"
+            f"{source}: dataset {dataset_id!r} is not in {minari_root()}. {_how_to_get_data(dataset_id)}"
         ) from err
     except Exception as err:  # a failed download: no network, unknown remote id
         if not download:

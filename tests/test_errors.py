@@ -103,6 +103,11 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["train", "--dataset", "minari:nobody/nothing-v0", *TINY],
         "error: minari:nobody/nothing-v0: dataset 'nobody/nothing-v0' is not in ",
     ),
+    "missing dataset (one of ours)": (
+        ["train", "--dataset", "minari:minrnn/walker2d/expert-v0", *TINY],
+        "To create one locally run `python run_rl.py collect --env walker2d --level expert` (it writes "
+        "minari:minrnn/walker2d/expert-v0)",
+    ),
     "no dataset": (["train", *TINY], "error: no dataset: pass --dataset minari:<id> or d4rl:<file.hdf5>"),
     "observations do not fit the env": (
         ["train", *D, *TINY, "--env", "HalfCheetah-v5"],
@@ -165,7 +170,14 @@ CASES: dict[str, tuple[list[str], str]] = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input(case: str, inputs: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input(
+    case: str,
+    inputs: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))  # no local Minari datasets, whatever this machine has
     template, message = CASES[case]
     argv = [a.format(**inputs) for a in template]
     if argv[0] == "train" and "--out" not in argv:
