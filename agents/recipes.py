@@ -32,10 +32,10 @@ import numpy as np
 from agents.sac import LOG_STD_MAX, LOG_STD_MIN, load_actor, read_evals
 from envs.collect import CollectedEpisode, dataset_id, rollout, write_dataset
 from envs.make import make_env
-from envs.scores import d4rl_env_key, normalized_score
+from envs.scores import D4RL_LEVELS, d4rl_env_key, normalized_score
 
 POLICY_DIR = Path(__file__).parent / "policies"
-LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
+LEVELS = D4RL_LEVELS
 MEDIUM_TARGET = {"hopper": 47.5, "halfcheetah": 40.0, "walker2d": 67.5}  # normalised scores, near D4RL medium
 ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 

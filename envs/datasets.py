@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from envs.make import ENV_SHORTHANDS, env_dims, resolve_env_id
-from envs.scores import D4RL_REF, d4rl_env_key
+from envs.scores import D4RL_LEVELS, D4RL_REF, d4rl_env_key
 from envs.store import TrajectoryStore, first_bad_index
 
 #: Keys a D4RL-layout HDF5 file must hold.
@@ -41,7 +41,8 @@ def minari_root() -> Path:
 def _how_to_get_data(dataset_id: str | None = None) -> str:
     """The fix for a missing dataset; for one of our own ids, the `collect` command that makes exactly that one."""
     m = re.fullmatch(r"minrnn/(\w+)/([a-z-]+)-v0", dataset_id or "")
-    env, level = (m.group(1), m.group(2)) if m and m.group(1) in _D4RL_ENV_IDS else ("hopper", "medium")
+    ours = m and m.group(1) in _D4RL_ENV_IDS and m.group(2) in D4RL_LEVELS
+    env, level = (m.group(1), m.group(2)) if ours else ("hopper", "medium")
     return (
         f"To create one locally run `python run_rl.py collect --env {env} --level {level}` "
         f"(it writes minari:minrnn/{env}/{level}-v0); or set MINARI_DATASETS_PATH to the folder holding your "

@@ -23,6 +23,9 @@ D4RL_REF: dict[str, tuple[float, float]] = {
     "walker2d": (1.629008, 4592.3),
 }
 
+#: D4RL's dataset levels for the locomotion tasks; our dataset ids are minrnn/<env>/<level>-v0.
+D4RL_LEVELS: tuple[str, ...] = ("random", "medium", "medium-replay", "expert", "medium-expert")
+
 #: Reference names a score can carry.
 SCORE_REFERENCES: tuple[str, ...] = ("d4rl", "minari", "none")
 

@@ -208,14 +208,20 @@ def _data_score(summary: dict) -> float | None:
         return None
 
 
-#: D4RL's locomotion levels in the order papers list them; the first three are the paper's 9-dataset average.
-LEVELS = ("medium", "medium-replay", "medium-expert", "expert")
+#: Dataset levels in the order papers list them; PAPER_LEVELS make the paper's 9-dataset average.
+LEVEL_ORDER = ("medium", "medium-replay", "medium-expert", "expert")
+PAPER_LEVELS = LEVEL_ORDER[:3]
 
 
 def config_order(config: str) -> tuple:
-    """Sort key: by environment, then by D4RL level (medium, medium-replay, medium-expert, expert), then by name."""
+    """Sort key: by environment, then by level in LEVEL_ORDER (others after), then by name."""
     env, _, level = config.partition("-")
-    return (env, LEVELS.index(level) if level in LEVELS else len(LEVELS), config)
+    return (env, LEVEL_ORDER.index(level) if level in LEVEL_ORDER else len(LEVEL_ORDER), config)
+
+
+def data_scores(rows: list[dict]) -> dict[str, float]:
+    """config -> its behaviour data's score, for the configs whose data could be scored."""
+    return {r["config"]: r["data"] for r in rows if r.get("data") is not None}
 
 
 def compare_to(rows: list[dict], base: str, n_boot: int = 2000, seed: int = 0) -> list[str]:
@@ -289,11 +295,9 @@ def write_table(out: Path) -> str:
     configs = sorted({r["config"] for r in rows}, key=config_order)
     backbones = backbones_in(rows)
     pick = {(r["config"], r["backbone"]): [] for r in rows}
-    data = {}
     for r in rows:
         pick[(r["config"], r["backbone"])].append(r)
-        if r.get("data") is not None:
-            data[r["config"]] = r["data"]
+    data = data_scores(rows)
     lines = [
         "| dataset | data | " + " | ".join(f"{b} last | {b} best" for b in backbones) + " |",
         "|---|---|" + "---|---|" * len(backbones),
@@ -308,7 +312,7 @@ def write_table(out: Path) -> str:
                 means[(c, b)] = (np.mean([r["last"] for r in rs]), np.mean([r["best"] for r in rs]))
         d = f"{data[c]:.1f}" if c in data else "–"
         lines.append(f"| {c} | {d} | " + " | ".join(cells) + " |")
-    paper9 = [c for c in configs if config_order(c)[1] < 3]
+    paper9 = [c for c in configs if c.partition("-")[2] in PAPER_LEVELS]
     groups = [("average", configs)]
     if paper9 and len(paper9) < len(configs):
         groups.append(("average, medium / medium-replay / medium-expert", paper9))
@@ -348,7 +352,7 @@ def write_table(out: Path) -> str:
     return md
 
 
-def _draw_curves(ax, rows: list[dict], config: str) -> None:
+def _draw_curves(ax, rows: list[dict], config: str, data: float | None) -> None:
     from matplotlib.ticker import MaxNLocator
 
     for b in backbones_in([r for r in rows if r["config"] == config]):
@@ -360,9 +364,8 @@ def _draw_curves(ax, rows: list[dict], config: str) -> None:
         m, sd = ys.mean(0), ys.std(0)
         ax.plot(steps, m, label=f"{b} (n={len(curves)})")
         ax.fill_between(steps, m - sd, m + sd, alpha=0.2)
-    d = next((r["data"] for r in rows if r["config"] == config and r.get("data") is not None), None)
-    if d is not None:
-        ax.axhline(d, color="k", lw=1, ls="--", label="behaviour data")
+    if data is not None:
+        ax.axhline(data, color="k", lw=1, ls="--", label="behaviour data")
     ax.set_title(config, fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
     ax.grid(alpha=0.3)
@@ -377,9 +380,10 @@ def plot_curves(rows: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     configs = sorted({r["config"] for r in rows}, key=config_order)
+    data = data_scores(rows)
     for c in configs:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        _draw_curves(ax, rows, c)
+        _draw_curves(ax, rows, c, data.get(c))
         ax.set_xlabel("gradient step")
         ax.set_ylabel("D4RL-normalised score")
         ax.legend(fontsize=8)
@@ -396,7 +400,7 @@ def plot_curves(rows: list[dict], out: Path) -> None:
             if j >= len(cs):
                 ax.axis("off")
                 continue
-            _draw_curves(ax, rows, cs[j])
+            _draw_curves(ax, rows, cs[j], data.get(cs[j]))
             ax.tick_params(labelsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, [lab.split(" (")[0] for lab in labels], loc="lower center", ncol=len(labels), fontsize=8)
@@ -425,18 +429,18 @@ def plot_scores(rows: list[dict], out: Path) -> None:
             if not ys:
                 continue
             x = i + (j - (len(backbones) - 1) / 2) * width
-            ax.bar(x, np.mean(ys), width, yerr=np.std(ys), color=f"C{j}", label=b if i == 0 else None, capsize=2)
+            ax.bar(x, np.mean(ys), width, yerr=np.std(ys), color=f"C{j}", label=b, capsize=2)
             ax.plot([x] * len(ys), ys, "k.", ms=3)
+    data = data_scores(rows)
     for i, c in enumerate(configs):
-        d = next((r["data"] for r in rows if r["config"] == c and r.get("data") is not None), None)
-        if d is not None:
-            ax.plot([i - 0.45, i + 0.45], [d, d], "k-", lw=1.5, label="behaviour data" if i == 0 else None)
+        if c in data:
+            ax.plot([i - 0.45, i + 0.45], [data[c]] * 2, "k-", lw=1.5, label="behaviour data")
     ax.set_xticks(range(len(configs)))
     ax.set_xticklabels(configs, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("D4RL-normalised score (last eval)")
     ax.grid(axis="y", alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), fontsize=8)
+    by_label = dict(zip(*reversed(ax.get_legend_handles_labels())))  # one legend entry per label
+    ax.legend(by_label.values(), by_label.keys(), fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "scores.png", dpi=110)
     plt.close(fig)
