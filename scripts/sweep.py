@@ -48,7 +48,8 @@ def train_command(
     overrides: list[str],
     recurrent_overrides: list[str] = (),
 ) -> list[str]:
-    """The `run_rl.py train` command for one cell, with --resume when a checkpoint is there."""
+    """The `run_rl.py train` command for one cell: --resume when a checkpoint is there; --overwrite when an earlier
+    sweep was killed before the cell's first checkpoint (its directory then holds nothing to continue from)."""
     rd = run_dir(out, config, backbone, seed)
     cmd = [
         sys.executable,
@@ -75,6 +76,8 @@ def train_command(
         cmd += ["--set", o]
     if (rd / "checkpoints" / "latest").is_file():
         cmd.append("--resume")
+    elif rd.is_dir() and not (rd / "results.json").exists():
+        cmd.append("--overwrite")
     return cmd
 
 

@@ -116,7 +116,11 @@ def test_command_resumes_and_applies_recurrent_overrides(tmp_path):
     assert "--resume" not in cmd and "acting_mode=recurrent" in cmd and "lr=1e-3" in cmd
     dt = sweep.train_command(tmp_path, "hopper-medium", "transformer", 0, 100, 1, [], ["acting_mode=recurrent"])
     assert "acting_mode=recurrent" not in dt
-    latest = sweep.run_dir(tmp_path, "hopper-medium", "mingru", 0) / "checkpoints" / "latest"
+    rd = sweep.run_dir(tmp_path, "hopper-medium", "mingru", 0)
+    (rd / "tb").mkdir(parents=True)  # killed before its first checkpoint: nothing to resume, start it again
+    killed = sweep.train_command(tmp_path, "hopper-medium", "mingru", 0, 100, 1, [])
+    assert "--overwrite" in killed and "--resume" not in killed
+    latest = rd / "checkpoints" / "latest"
     latest.parent.mkdir(parents=True)
     latest.write_text("step_0000050")
     assert "--resume" in sweep.train_command(tmp_path, "hopper-medium", "mingru", 0, 100, 1, [])
