@@ -3,7 +3,8 @@
 Training: one AdamW update (forward, masked MSE, backward, clip, step) on a random batch of B windows of K steps,
 DT's model size (128 wide, 3 layers, dropout 0.1), obs 11 / act 3 (Hopper). Acting: ``DecisionPolicy.act`` for
 n parallel slots at context K, in window mode (rerun K steps) and recurrent mode (one step), after a warm-up
-long enough to fill the window. Median over repeats; JSON out plus a printed table.
+long enough to fill the window. Median over repeats; JSON out plus a printed table. ``--device cuda`` times on the
+GPU (synchronised before each clock read) and adds the training step's peak GPU memory.
 """
 
 from __future__ import annotations
@@ -48,22 +49,37 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--skip-train", action="store_true", help="only measure acting")
     p.add_argument("--skip-acting", action="store_true", help="only measure training steps")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     p.add_argument("--out", default="bench_out/agents.json", help="JSON output file")
 
 
-def _model(backbone: str, layout: str, dim: int, depth: int, dropout: float = 0.1) -> torch.nn.Module:
+def _model(
+    backbone: str, layout: str, dim: int, depth: int, dropout: float = 0.1, device: str = "cpu"
+) -> torch.nn.Module:
     from agents.trainer import build_model
 
     cfg = TrainConfig(backbone=backbone, layout=layout, dim=dim, depth=depth, dropout=dropout)
-    return build_model(cfg, OBS_DIM, ACT_DIM)
+    return build_model(cfg, OBS_DIM, ACT_DIM).to(device)
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def bench_train_step(
-    backbone: str, layout: str, K: int, batch_size: int = 64, repeat: int = 5, dim: int = 128, depth: int = 3
+    backbone: str,
+    layout: str,
+    K: int,
+    batch_size: int = 64,
+    repeat: int = 5,
+    dim: int = 128,
+    depth: int = 3,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Median seconds of one training update; returns a JSON-ready row."""
     torch.manual_seed(0)
-    model = _model(backbone, layout, dim, depth).train()
+    model = _model(backbone, layout, dim, depth, device=device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     B = batch_size
     batch = {
@@ -74,6 +90,8 @@ def bench_train_step(
         "mask": torch.ones(B, K, dtype=torch.bool),
     }
     batch["mask"][: B // 4, : K // 4] = False  # some left padding, as sampled windows have
+    batch = {k: v.to(device) for k, v in batch.items()}
+    cuda = str(device).startswith("cuda")
 
     def update() -> None:
         pred, _ = model(batch["states"], batch["actions"], batch["rtg"], batch["timesteps"], batch["mask"])
@@ -83,18 +101,26 @@ def bench_train_step(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         opt.step()
 
-    update()  # warm-up (allocations, numba compilation)
+    update()  # warm-up (allocations, numba compilation, kernel compilation)
+    _sync(device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         update()
+        _sync(device)
         times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
     tokens = B * K * (3 if layout == "interleaved" else 1)
-    return {
+    row = {
         "backbone": backbone, "layout": layout, "K": K, "batch": B, "ms_per_step": 1e3 * sec,
-        "tokens_per_s": tokens / sec, "params": sum(p.numel() for p in model.parameters()),
+        "tokens_per_s": tokens / sec, "params": sum(p.numel() for p in model.parameters()), "device": str(device),
     }  # fmt: skip
+    if cuda:
+        row["peak_mb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return row
 
 
 def bench_acting(
@@ -106,10 +132,12 @@ def bench_acting(
     steps: int = 50,
     dim: int = 128,
     depth: int = 3,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Median milliseconds per ``act`` call for n slots, after K + 5 warm-up calls."""
+    """Median milliseconds per ``act`` call for n slots, after K + 5 warm-up calls (``act`` returns NumPy, so each
+    call already waits for the device)."""
     torch.manual_seed(0)
-    policy = DecisionPolicy(_model(backbone, layout, dim, depth), 3600.0, mode, K)
+    policy = DecisionPolicy(_model(backbone, layout, dim, depth, device=device), 3600.0, mode, K)
     policy.reset(n_envs)
     rng = np.random.default_rng(0)
     done = np.ones(n_envs, dtype=bool)
@@ -123,7 +151,7 @@ def bench_acting(
             times.append(time.perf_counter() - t0)
         done, reward = np.zeros(n_envs, dtype=bool), rng.random(n_envs)
     return {"backbone": backbone, "layout": layout, "mode": mode, "n_envs": n_envs, "K": K,
-            "ms_per_step": 1e3 * statistics.median(times)}  # fmt: skip
+            "ms_per_step": 1e3 * statistics.median(times), "device": str(device)}  # fmt: skip
 
 
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -143,14 +171,17 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(threads)
     out: dict[str, Any] = {
         "meta": {"threads": threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-                 "cpu_count": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S")},
+                 "cpu_count": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device,
+                 "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None},
         "train": [], "acting": [],
     }  # fmt: skip
     if not args.skip_train:
         for K in args.contexts:
             for layout in args.layouts:
                 for backbone in args.backbones:
-                    row = bench_train_step(backbone, layout, K, args.batch_size, args.repeat, args.dim, args.depth)
+                    row = bench_train_step(
+                        backbone, layout, K, args.batch_size, args.repeat, args.dim, args.depth, args.device
+                    )
                     out["train"].append(row)
                     print(f"train {backbone:11s} {layout:11s} K={K:<4d} {row['ms_per_step']:8.1f} ms/step", flush=True)
         print("\n" + _table(out["train"], ["backbone", "layout", "K", "batch", "ms_per_step", "tokens_per_s"]))
@@ -169,6 +200,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                             args.acting_steps,
                             args.dim,
                             args.depth,
+                            args.device,
                         )  # fmt: skip
                     )
         print("\n" + _table(out["acting"], ["backbone", "layout", "mode", "n_envs", "K", "ms_per_step"]))

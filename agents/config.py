@@ -31,6 +31,7 @@ __all__ = [
     "ACTING_MODES",
     "BACKBONE_NAMES",
     "DEFAULT_TARGETS",
+    "EVAL_VECTORS",
     "LAYOUTS",
     "RECURRENT_BACKBONES",
     "TRAIN_MODES",
@@ -46,6 +47,7 @@ RECURRENT_BACKBONES: tuple[str, ...] = ("mingru", "minlstm", "gru", "lstm")
 LAYOUTS: tuple[str, ...] = ("interleaved", "stacked")
 ACTING_MODES: tuple[str, ...] = ("auto", "window", "recurrent")
 TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in")
+EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
 #: DT's evaluation targets (returns-to-go at t=0) per D4RL env (ANCHORS §2).
 DEFAULT_TARGETS: dict[str, tuple[float, ...]] = {
     "hopper": (3600.0, 1800.0),
@@ -88,6 +90,7 @@ class TrainConfig:
     eval_every: int = 10_000  # steps between evaluations; 0 = only at the end
     eval_episodes: int = 10  # episodes per target per evaluation
     eval_envs: int = 10  # parallel environments per evaluation
+    eval_vector: str = "auto"  # "sync" (one process), "async" (a process per env) or "auto" (async with a core each)
     eval_seed: int = 10_000  # episode k of an evaluation uses env reset seed eval_seed + k
     eval_max_steps: int = 1000  # episode cap during evaluation (1000 as in D4RL)
     # --- runtime ---
@@ -123,6 +126,7 @@ class TrainConfig:
         _check_choice("layout", self.layout, LAYOUTS)
         _check_choice("acting_mode", self.acting_mode, ACTING_MODES)
         _check_choice("train_mode", self.train_mode, TRAIN_MODES)
+        _check_choice("eval_vector", self.eval_vector, EVAL_VECTORS)
         positive = ("context_len", "dim", "depth", "n_heads", "max_ep_len", "steps", "batch_size", "segment_len")
         positive += ("eval_episodes", "eval_envs", "eval_max_steps")
         for key in positive:

@@ -186,7 +186,7 @@ def evaluate_model(
             policy, store_info["env_id"], n_episodes=episodes or cfg.eval_episodes,
             n_envs=n_envs or cfg.eval_envs, seed=cfg.eval_seed if seed is None else seed,
             score_reference=store_info["score_reference"], max_steps=cfg.eval_max_steps,
-            ref_min=store_info.get("ref_min"), ref_max=store_info.get("ref_max"),
+            ref_min=store_info.get("ref_min"), ref_max=store_info.get("ref_max"), vector=cfg.eval_vector,
         )  # fmt: skip
         per_target[_target_key(target)] = dict(res.to_dict(), target_return=float(target), acting_mode=mode)
         if i == 0 and record_actions and policy.actions_taken:

@@ -8,7 +8,10 @@
 #
 # Knobs (environment): DEVICE (cuda), STEPS (3000), SEEDS ("0 1 2"), LEVELS ("medium medium-replay medium-expert
 # expert"), ENVS ("halfcheetah hopper walker2d"), SIZE (200000 transitions per rollout dataset), JOBS (runs at once;
-# default: CPU cores - 2), WORK (where datasets and run directories go, default gpu_work).
+# default: CPU cores - 1), WORK (where datasets and run directories go, default gpu_work), STAGE (data: build the
+# datasets; train: run the matrix and pack it; all: both), MATRIX_SECONDS (stop the matrix after this long, then table
+# what finished: the sweep is seed-major, so a cut-short matrix holds every dataset x backbone for the first seeds).
+# Evaluation uses one process per run (eval_vector=sync): JOBS runs x 10 async env processes would swamp the cores.
 set -euo pipefail
 OUT=${OUT:-gpu_out}
 DEVICE=${DEVICE:-cuda}
@@ -18,11 +21,18 @@ LEVELS=${LEVELS:-medium medium-replay medium-expert expert}
 ENVS=${ENVS:-halfcheetah hopper walker2d}
 SIZE=${SIZE:-200000}
 WORK=${WORK:-gpu_work}
-JOBS=${JOBS:-$(($(nproc) > 3 ? $(nproc) - 2 : 1))}
+JOBS=${JOBS:-$(($(nproc) > 2 ? $(nproc) - 1 : 1))}
+STAGE=${STAGE:-all}
+MATRIX_SECONDS=${MATRIX_SECONDS:-0}
 mkdir -p "$OUT" "$WORK"
 source scripts/gpu_env.sh
-export MINARI_DATASETS_PATH=$PWD/$WORK/datasets
+case $WORK in /*) ;; *) WORK=$PWD/$WORK ;; esac
+export MINARI_DATASETS_PATH=$WORK/datasets
 t0=$(date +%s)
+configs=()
+for env in $ENVS; do for level in $LEVELS; do configs+=("$env-$level"); done; done
+
+if [ "$STAGE" != train ]; then
 
 # 1. datasets, one process each (collecting is CPU work: an actor in NumPy and MuJoCo)
 pids=()
@@ -30,30 +40,35 @@ for env in $ENVS; do
   for level in $LEVELS; do
     size=$SIZE
     [ "$level" = medium-replay ] && size=""            # the recipe's own size: the buffer up to the medium checkpoint
-    [ "$level" = medium-expert ] && size=$((SIZE / 2))  # per part, so the dataset has SIZE transitions
-    "$PY" run_rl.py collect --env "$env" --level "$level" ${size:+--size $size} > "$OUT/collect_${env}_${level}.log" 2>&1 &
+    # medium-expert: SIZE per part (2 x SIZE in all), as the CPU table's data
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" run_rl.py collect --env "$env" --level "$level" ${size:+--size $size} > "$OUT/collect_${env}_${level}.log" 2>&1 &
     pids+=($!)
   done
 done
 for p in "${pids[@]}"; do wait "$p"; done
-echo "datasets built in $(( $(date +%s) - t0 )) s" | tee "$OUT/timing.txt"
+echo "datasets built in $(( $(date +%s) - t0 )) s" | tee -a "$OUT/timing.txt"
 "$PY" run_rl.py datasets > "$OUT/datasets.txt" 2>&1 || true
+fi
+[ "$STAGE" = data ] && exit 0
 
 # 2. the matrix: the same budget as docs/RESULTS.md's CPU table, on $DEVICE
-configs=()
-for env in $ENVS; do for level in $LEVELS; do configs+=("$env-$level"); done; done
+t1=$(date +%s)
+cap=()
+[ "$MATRIX_SECONDS" -gt 0 ] && cap=(timeout -k 10 "$MATRIX_SECONDS")
 set +e
-"$PY" scripts/sweep.py run --configs "${configs[@]}" --backbones transformer mingru minlstm --seeds $SEEDS \
-  --steps "$STEPS" --out "$WORK/sweep" --jobs "$JOBS" --threads 1 --set device="$DEVICE" \
+${cap[@]+"${cap[@]}"} "$PY" scripts/sweep.py run --configs "${configs[@]}" --backbones transformer mingru minlstm --seeds $SEEDS \
+  --steps "$STEPS" --out "$WORK/sweep" --jobs "$JOBS" --threads 1 --set device="$DEVICE" --set eval_vector=sync \
   --set warmup_steps=300 --set lr=0.0003 --set layout=stacked --set eval_every=1000 --set eval_episodes=10 \
-  --set checkpoint_every=1000 --set histogram_every=1000 --recurrent-set acting_mode=recurrent 2>&1 | tee "$OUT/sweep.log"
-rc=${PIPESTATUS[0]}
+  --set checkpoint_every=1000 --set histogram_every=1000 --recurrent-set acting_mode=recurrent > "$OUT/sweep.log" 2>&1
+rc=$?
 set -e
-echo "matrix done in $(( $(date +%s) - t0 )) s, exit $rc" | tee -a "$OUT/timing.txt"
+echo "matrix stage: $(( $(date +%s) - t1 )) s, exit $rc ($( find "$WORK/sweep" -name results.json | wc -l ) runs finished)" \
+  | tee -a "$OUT/timing.txt"
+"$PY" scripts/sweep.py table --out "$WORK/sweep" > "$OUT/table.log" 2>&1 || true
 
-# 3. bring back the table, the curves and each run's small files
-mkdir -p "$OUT/sweep" "$WORK/sweep"
-cp "$WORK"/sweep/table.* "$WORK"/sweep/scores.png "$WORK"/sweep/curves.png "$WORK"/sweep/curves_*.png "$OUT/sweep/" 2>/dev/null || true
-(cd "$WORK/sweep" && find . -name results.json -o -name evals.jsonl -o -name dataset.json -o -name config.yaml \
-  | tar -cf - -T - ) | tar -xf - -C "$OUT/sweep"
+# 3. bring back the table, the plots and each run's small files, as one archive (the device tool returns few files)
+(cd "$WORK/sweep" && find . -maxdepth 1 \( -name 'table.*' -o -name '*.png' \) > /tmp/pack.txt
+ find . -name results.json -o -name evals.jsonl -o -name dataset.json -o -name config.yaml -o -name 'seed*.log' \
+   >> /tmp/pack.txt
+ tar -czf - -T /tmp/pack.txt) > "$OUT/sweep.tar.gz"
 exit "$rc"

@@ -63,6 +63,7 @@ def test_unknown_key_suggests_and_lists() -> None:
         ("bf16=maybe", r"config key 'bf16' expects true or false"),
         ("backbone=mingur", r"backbone='mingur' is not valid \(did you mean 'mingru'\?\)"),
         ("dropout=1.0", r"dropout must be in \[0, 1\)"),
+        ("eval_vector=asynk", r"eval_vector='asynk' is not valid \(did you mean 'async'\?\)"),
         ("target_returns=abc", r"expects a list of numbers"),
         ("key_without_value", r"must look like key=value"),
     ],

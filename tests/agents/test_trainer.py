@@ -43,13 +43,15 @@ def scalars(run: Path) -> dict[str, list[float]]:
 def test_end_to_end(
     tiny_config: Callable[..., TrainConfig], tmp_path: Path, backbone: str, layout: str, acting: str
 ) -> None:
-    cfg = tiny_config(backbone=backbone, layout=layout, acting_mode=acting, steps=150)
+    vector = "async" if acting == "recurrent" else "sync"  # "auto" would pick sync on a 2-core machine
+    cfg = tiny_config(backbone=backbone, layout=layout, acting_mode=acting, steps=150, eval_vector=vector)
     run = tmp_path / "run"
     res = train(cfg, run)
     assert RESULT_KEYS <= set(res)
     on_disk = json.loads((run / "results.json").read_text())
     assert on_disk["steps"] == 150 and on_disk["backbone"] == backbone and on_disk["acting_mode"] == acting
     assert on_disk["episodes"] == 2 and on_disk["score_reference"] == "d4rl"
+    assert {t["vector"] for t in on_disk["per_target"].values()} == {vector}
     assert np.isfinite(on_disk["normalized_score_mean"])
     assert on_disk["batch_size"] == cfg.batch_size and on_disk["machine"]["cores"] >= 1
     assert on_disk["machine"]["torch"] == torch.__version__ and "gpu" not in on_disk["machine"]
