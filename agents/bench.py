@@ -86,7 +86,7 @@ def bench_train_step(
         "states": torch.randn(B, K, OBS_DIM),
         "actions": torch.rand(B, K, ACT_DIM) * 2 - 1,
         "rtg": torch.rand(B, K) * 3000,
-        "timesteps": torch.randint(0, 1000 - K, (B, 1)) + torch.arange(K),
+        "timesteps": torch.randint(0, max(1, 1000 - K + 1), (B, 1)) + torch.arange(K),
         "mask": torch.ones(B, K, dtype=torch.bool),
     }
     batch["mask"][: B // 4, : K // 4] = False  # some left padding, as sampled windows have

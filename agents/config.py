@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from minrnn.scan import BACKENDS as SCAN_BACKENDS
+
 __all__ = [
     "ACTING_MODES",
     "BACKBONE_NAMES",
@@ -99,7 +101,7 @@ class TrainConfig:
     device: str = "cpu"  # torch device for training and acting: "cpu", "cuda", "cuda:1" or "auto"
     bf16: bool = False  # bf16 autocast for the forward pass
     compile: bool = False  # torch.compile the model for training
-    scan_backend: str = "auto"  # minrnn scan back-end: auto, sequential, logspace, cpu or triton
+    scan_backend: str = "auto"  # minrnn scan back-end: auto, sequential, logspace, cpu, triton or triton_chunked
     log_every: int = 100  # steps between train/ and perf/ scalars
     histogram_every: int = 5_000  # steps between action histograms; 0 disables them
     checkpoint_every: int = 5_000  # steps between resumable checkpoints; 0 = only at the end
@@ -127,6 +129,7 @@ class TrainConfig:
         _check_choice("acting_mode", self.acting_mode, ACTING_MODES)
         _check_choice("train_mode", self.train_mode, TRAIN_MODES)
         _check_choice("eval_vector", self.eval_vector, EVAL_VECTORS)
+        _check_choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
         positive = ("context_len", "dim", "depth", "n_heads", "max_ep_len", "steps", "batch_size", "segment_len")
         positive += ("eval_episodes", "eval_envs", "eval_max_steps")
         for key in positive:

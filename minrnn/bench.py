@@ -9,7 +9,7 @@ device's bandwidth. It writes ``bench.json`` and ``bench.png`` (time vs T, log-l
 table. Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA; on CPU it is the peak resident-set growth during
 one run, sampled every millisecond from /proc/self/statm after ``malloc_trim`` (an approximation).
 
-Cases (``--cases``): scan_cpu, scan_triton, scan_logspace (float64 inside, as the back-end runs),
+Cases (``--cases``): scan_cpu, scan_triton, scan_triton_chunked, scan_logspace (float64 inside, as the back-end runs),
 scan_logspace_fp32 (eager cumsum + logcumsumexp in fp32, as lucidrains' minGRU), scan_sequential (a loop over T),
 mingru, minlstm (layers), gru, lstm (torch.nn), attention (causal SDPA, one layer), mingru_loop (minGRU stepped in a
 Python loop over T: the paper's sequential baseline). ``step`` measures ``Stack.step`` per token against rerunning
@@ -42,10 +42,10 @@ from minrnn.scan import scan, scan_logspace
 __all__ = ["main"]
 
 ALL_CASES = (
-    "scan_cpu", "scan_triton", "scan_logspace", "scan_logspace_fp32", "scan_sequential",
+    "scan_cpu", "scan_triton", "scan_triton_chunked", "scan_logspace", "scan_logspace_fp32", "scan_sequential",
     "mingru", "minlstm", "gru", "lstm", "attention", "mingru_loop", "step",
 )  # fmt: skip
-SCAN_CASES = ("scan_cpu", "scan_triton", "scan_logspace", "scan_logspace_fp32", "scan_sequential")
+SCAN_CASES = tuple(c for c in ALL_CASES if c.startswith("scan_"))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 # CPU: cases whose cost explodes with T are skipped beyond these lengths (a note says so).
 CPU_MAX_T = {"scan_sequential": 1024, "mingru_loop": 4096, "attention": 4096, "scan_logspace": 4096}
@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     for case in [c for c in args.cases if c != "step"]:
-        if case == "scan_triton" and device.type != "cuda":
-            notes.append("scan_triton: skipped, needs CUDA (tested on CPU under TRITON_INTERPRET=1)")
+        if case.startswith("scan_triton") and device.type != "cuda":
+            notes.append(f"{case}: skipped, needs CUDA (tested on CPU under TRITON_INTERPRET=1)")
             continue
         if case == "scan_cpu" and device.type != "cpu":
             continue

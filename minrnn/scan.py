@@ -15,6 +15,7 @@ Back-ends:
   default because fp32 cancellation between ``a*`` and the logcumsumexp costs ~5e-4 at T=2048.
 - ``"cpu"``: a numba kernel (:mod:`minrnn.scan_cpu`): one pass forward, one reversed pass backward.
 - ``"triton"``: a Triton kernel (:mod:`minrnn.scan_triton`) for CUDA, or for CPU under ``TRITON_INTERPRET=1``.
+- ``"triton_chunked"``: the same in tiles of 32 time steps, each scanned in registers (not yet measured on a GPU).
 - ``"auto"``: ``"triton"`` on CUDA, ``"cpu"`` on CPU; ``"logspace"`` with a warning if the package is missing.
 
 >>> import torch
@@ -33,7 +34,7 @@ from torch import Tensor
 
 __all__ = ["BACKENDS", "resolve_backend", "scan", "scan_logspace", "scan_sequential"]
 
-BACKENDS = ("auto", "sequential", "logspace", "cpu", "triton")
+BACKENDS = ("auto", "sequential", "logspace", "cpu", "triton", "triton_chunked")
 
 # log of 0 is -inf; we clamp to this finite floor so that logcumsumexp's backward never sees -inf - (-inf).
 _LOG_ZERO = -1e30
@@ -85,12 +86,12 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         if not _has_numba():
             _warn_once("numba", "numba is not installed; scan falls back to 'logspace' (pip install numba)")
             return "logspace"
-    if backend == "triton":
+    if backend in ("triton", "triton_chunked"):
         if not _has_triton():
-            raise ValueError("scan backend 'triton' needs the triton package: pip install triton")
+            raise ValueError(f"scan backend {backend!r} needs the triton package: pip install triton")
         if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             raise ValueError(
-                f"scan backend 'triton' needs CUDA tensors, got device {device}; "
+                f"scan backend {backend!r} needs CUDA tensors, got device {device}; "
                 "set TRITON_INTERPRET=1 before importing triton to run it on the CPU (slow, for tests)"
             )
     return backend
@@ -122,7 +123,7 @@ def scan(a: Tensor, b: Tensor, h0: Tensor | None = None, backend: str = "auto") 
         return scan_cpu(a, b, h0)
     from minrnn.scan_triton import scan_triton
 
-    return scan_triton(a, b, h0)
+    return scan_triton(a, b, h0, chunked=name == "triton_chunked")
 
 
 def scan_sequential(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:

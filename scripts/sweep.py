@@ -492,8 +492,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="FILE",
         action="append",
         default=[],
-        help=f"also replace the block between the lines {SPLICE_BEGIN} and {SPLICE_END} in FILE (e.g. "
+        help="also replace the block between the lines <!-- NAME --> and <!-- /NAME --> in FILE (e.g. "
         "docs/RESULTS.md) with the table; repeatable",
+    )
+    t.add_argument(
+        "--splice-name",
+        metavar="NAME",
+        default="sweep-table",
+        help="the marker of the block --splice replaces (default: sweep-table; docs/RESULTS.md also has gpu-table)",
     )
     a = ap.parse_args(argv)
     if a.cmd == "run":
@@ -514,21 +520,19 @@ def main(argv: list[str] | None = None) -> None:
             for p in publish(out, Path(a.docs)):
                 print(f"wrote {p}")
         for f in a.splice:
-            splice(Path(f), (out / "table.md").read_text())
+            splice(Path(f), (out / "table.md").read_text(), a.splice_name)
             print(f"updated the table in {f}")
 
 
-SPLICE_BEGIN = "<!-- sweep-table -->"
-SPLICE_END = "<!-- /sweep-table -->"
-
-
-def splice(path: Path, table_md: str) -> None:
-    """Replace what lies between the SPLICE_BEGIN and SPLICE_END lines of a Markdown file with `table_md`."""
+def splice(path: Path, table_md: str, name: str = "sweep-table") -> None:
+    """Replace what lies between the lines ``<!-- name -->`` and ``<!-- /name -->`` of a Markdown file with
+    `table_md`."""
+    first, last = f"<!-- {name} -->", f"<!-- /{name} -->"
     text = path.read_text()
-    begin, end = text.find(SPLICE_BEGIN), text.find(SPLICE_END)
+    begin, end = text.find(first), text.find(last)
     if begin < 0 or end < begin:
-        sys.exit(f"{path} has no {SPLICE_BEGIN} ... {SPLICE_END} block; add the two lines where the table goes")
-    head = text[: begin + len(SPLICE_BEGIN)]
+        sys.exit(f"{path} has no {first} ... {last} block; add the two lines where the table goes")
+    head = text[: begin + len(first)]
     path.write_text(head + "\n" + table_md.strip("\n") + "\n" + text[end:])
 
 

@@ -53,9 +53,15 @@ def test_table_means_and_stds_over_seeds(tmp_path):
     sweep.main(["table", "--out", str(tmp_path), "--no-check-data", "--docs", str(docs)])
     assert (docs / "sweep_table.md").read_text() == md
     page = tmp_path / "RESULTS.md"
-    page.write_text(f"# Results\n\n{sweep.SPLICE_BEGIN}\nold table\n{sweep.SPLICE_END}\n\nDiscussion.\n")
+    blocks = "<!-- sweep-table -->\nold\n<!-- /sweep-table -->\n\n<!-- gpu-table -->\nold gpu\n<!-- /gpu-table -->\n"
+    page.write_text(f"# Results\n\n{blocks}\nDiscussion.\n")
     sweep.main(["table", "--out", str(tmp_path), "--no-check-data", "--splice", str(page)])
-    assert page.read_text() == f"# Results\n\n{sweep.SPLICE_BEGIN}\n{md.strip()}\n{sweep.SPLICE_END}\n\nDiscussion.\n"
+    cpu_done = blocks.replace("\nold\n", f"\n{md.strip()}\n")  # only the named block changes
+    assert page.read_text() == f"# Results\n\n{cpu_done}\nDiscussion.\n"
+    sweep.main(
+        ["table", "--out", str(tmp_path), "--no-check-data", "--splice", str(page), "--splice-name", "gpu-table"]
+    )
+    assert page.read_text() == f"# Results\n\n{cpu_done.replace('old gpu', md.strip())}\nDiscussion.\n"
     page.write_text("# Results without markers\n")
     with pytest.raises(SystemExit, match="no <!-- sweep-table -->"):
         sweep.main(["table", "--out", str(tmp_path), "--no-check-data", "--splice", str(page)])

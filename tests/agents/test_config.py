@@ -64,6 +64,7 @@ def test_unknown_key_suggests_and_lists() -> None:
         ("backbone=mingur", r"backbone='mingur' is not valid \(did you mean 'mingru'\?\)"),
         ("dropout=1.0", r"dropout must be in \[0, 1\)"),
         ("eval_vector=asynk", r"eval_vector='asynk' is not valid \(did you mean 'async'\?\)"),
+        ("scan_backend=triton_chunk", r"scan_backend='triton_chunk' is not valid \(did you mean 'triton_chunked'\?\)"),
         ("target_returns=abc", r"expects a list of numbers"),
         ("key_without_value", r"must look like key=value"),
     ],

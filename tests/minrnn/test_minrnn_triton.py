@@ -22,33 +22,36 @@ SCRIPT = textwrap.dedent(
     from minrnn_reference import ref_mingru, ref_scan
 
     gen = torch.Generator().manual_seed(0)
-    for bsz, steps, dim in [(2, 1, 3), (2, 13, 5), (1, 37, 40)]:  # odd T and D: masking and any-T loops
+    cases = [("triton", 2, 1, 3), ("triton", 2, 13, 5), ("triton", 1, 37, 40)]  # odd T and D: masks, any-T loops
+    # chunked: T shorter than a tile, exactly one, one plus a step, several with a ragged end; D over a block
+    cases += [("triton_chunked", 2, s, d) for s, d in [(1, 3), (13, 5), (32, 17), (33, 4), (100, 20)]]
+    for backend, bsz, steps, dim in cases:
         for dtype, tol in [(torch.float32, 1e-5), (torch.float64, 1e-10)]:
             a = torch.rand(bsz, steps, dim, generator=gen, dtype=torch.float64).to(dtype).requires_grad_()
             b = torch.randn(bsz, steps, dim, generator=gen, dtype=torch.float64).to(dtype).requires_grad_()
             h0 = torch.rand(bsz, dim, generator=gen, dtype=torch.float64).to(dtype).requires_grad_()
             for init in (h0, None):
-                h = scan(a, b, init, backend="triton")
+                h = scan(a, b, init, backend=backend)
                 want = ref_scan(a, b, init)
-                assert h.dtype == dtype and (h.double() - want).abs().max() <= tol, (bsz, steps, dim, dtype)
+                assert h.dtype == dtype and (h.double() - want).abs().max() <= tol, (backend, bsz, steps, dim, dtype)
                 dy = torch.randn(h.shape, generator=gen, dtype=torch.float64)
                 ins = (a, b, h0) if init is not None else (a, b)
                 got = torch.autograd.grad(h, ins, dy.to(dtype))
                 exp = torch.autograd.grad(want, ins, dy)
                 for g, e in zip(got, exp):
-                    assert (g.double() - e).abs().max() <= 100 * tol, ("grad", bsz, steps, dim, dtype)
+                    assert (g.double() - e).abs().max() <= 100 * tol, ("grad", backend, bsz, steps, dim, dtype)
 
     a = torch.rand(2, 6, 3, dtype=torch.float64, generator=gen).requires_grad_()
     b = torch.randn(2, 6, 3, dtype=torch.float64, generator=gen).requires_grad_()
     h0 = torch.rand(2, 3, dtype=torch.float64, generator=gen).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b, h0: scan(a, b, h0, backend="triton"), (a, b, h0))
 
-    # bf16 inputs: fp32 accumulation, bf16 output
-    a = torch.rand(2, 50, 8, generator=gen).clamp(0.5, 0.99)
-    b = torch.rand(2, 50, 8, generator=gen)
-    h = scan(a.bfloat16(), b.bfloat16(), backend="triton")
-    assert h.dtype == torch.bfloat16 and torch.isfinite(h).all()
-    assert (h.double() - ref_scan(a.bfloat16(), b.bfloat16())).abs().max() < 0.05
+    for backend in ("triton", "triton_chunked"):  # bf16 inputs: fp32 accumulation, bf16 output
+        a = torch.rand(2, 50, 8, generator=gen).clamp(0.5, 0.99)
+        b = torch.rand(2, 50, 8, generator=gen)
+        h = scan(a.bfloat16(), b.bfloat16(), backend=backend)
+        assert h.dtype == torch.bfloat16 and torch.isfinite(h).all()
+        assert (h.double() - ref_scan(a.bfloat16(), b.bfloat16())).abs().max() < 0.05
 
     # layers with padding on the triton back-end
     torch.manual_seed(0)
