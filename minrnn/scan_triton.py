@@ -29,15 +29,21 @@ __all__ = ["scan_triton"]
 
 
 @triton.jit
+def _load_h0(H0, pid_b, offs, m, D, HAS_H0: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr):
+    """The initial state of one program's channels: ``h0[pid_b, offs]``, or zeros without one."""
+    h = tl.zeros([BLOCK_D], dtype=ACC)
+    if HAS_H0:
+        h = tl.load(H0 + pid_b * D + offs, mask=m, other=0.0).to(ACC)
+    return h
+
+
+@triton.jit
 def _scan_fwd_kernel(A, Bv, H0, H, T, D, HAS_H0: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr):
     pid_b = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     m = offs < D
     base = pid_b * T * D + offs  # (B, T, D) contiguous
-    if HAS_H0:
-        h = tl.load(H0 + pid_b * D + offs, mask=m, other=0.0).to(ACC)
-    else:
-        h = tl.zeros([BLOCK_D], dtype=ACC)
+    h = _load_h0(H0, pid_b, offs, m, D, HAS_H0, BLOCK_D, ACC)
     for t in range(T):
         p = base + t * D
         a = tl.load(A + p, mask=m, other=0.0).to(ACC)
@@ -52,10 +58,7 @@ def _scan_bwd_kernel(A, H, H0, DY, DA, DB, DH0, T, D, HAS_H0: tl.constexpr, BLOC
     offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     m = offs < D
     base = pid_b * T * D + offs
-    if HAS_H0:
-        h0 = tl.load(H0 + pid_b * D + offs, mask=m, other=0.0).to(ACC)
-    else:
-        h0 = tl.zeros([BLOCK_D], dtype=ACC)
+    h0 = _load_h0(H0, pid_b, offs, m, D, HAS_H0, BLOCK_D, ACC)
     g = tl.zeros([BLOCK_D], dtype=ACC)
     a_next = tl.zeros([BLOCK_D], dtype=ACC)  # a_{t+1}; zero past the end
     for i in range(T):
@@ -85,10 +88,7 @@ def _scan_fwd_chunk_kernel(
     rows = tl.arange(0, CHUNK)
     md = offs < D
     base = pid_b * T * D
-    if HAS_H0:
-        h = tl.load(H0 + pid_b * D + offs, mask=md, other=0.0).to(ACC)
-    else:
-        h = tl.zeros([BLOCK_D], dtype=ACC)
+    h = _load_h0(H0, pid_b, offs, md, D, HAS_H0, BLOCK_D, ACC)
     for t0 in range(0, T, CHUNK):
         t = t0 + rows
         m = (t < T)[:, None] & md[None, :]
@@ -111,10 +111,7 @@ def _scan_bwd_chunk_kernel(
     rows = tl.arange(0, CHUNK)
     md = offs < D
     base = pid_b * T * D
-    if HAS_H0:
-        h0 = tl.load(H0 + pid_b * D + offs, mask=md, other=0.0).to(ACC)
-    else:
-        h0 = tl.zeros([BLOCK_D], dtype=ACC)
+    h0 = _load_h0(H0, pid_b, offs, md, D, HAS_H0, BLOCK_D, ACC)
     g = tl.zeros([BLOCK_D], dtype=ACC)  # g at the first row of the tile after this one (0 past the end)
     n_chunks = tl.cdiv(T, CHUNK)
     for i in range(n_chunks):
