@@ -31,13 +31,12 @@ import numpy as np
 
 from agents.sac import LOG_STD_MAX, LOG_STD_MIN, load_actor, read_evals
 from envs.collect import CollectedEpisode, dataset_id, rollout, write_dataset
-from envs.make import make_env
+from envs.make import D4RL_ENV_IDS, make_env
 from envs.scores import D4RL_LEVELS, d4rl_env_key, normalized_score
 
 POLICY_DIR = Path(__file__).parent / "policies"
 LEVELS = D4RL_LEVELS
 MEDIUM_TARGET = {"hopper": 47.5, "halfcheetah": 40.0, "walker2d": 67.5}  # normalised scores, near D4RL medium
-ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 
 
 class ActorPolicy:
@@ -157,7 +156,7 @@ def measure_actor(path: str | Path, env_id: str, episodes: int = 10, determinist
 
 def pick_from_run(sac_run: str | Path, env: str, episodes: int = 10) -> dict:
     """`pick_checkpoints` on a SAC run directory, re-measuring the candidates with sampled actions."""
-    env_id = ENV_IDS[d4rl_env_key(env)]
+    env_id = D4RL_ENV_IDS[d4rl_env_key(env)]
     return pick_checkpoints(
         read_evals(sac_run),
         env,
@@ -172,7 +171,7 @@ def ship(sac_run: str | Path, env: str, out_dir: Path = POLICY_DIR, episodes: in
     deterministically. Writes `<env>_<role>.safetensors` files and updates `out_dir/index.json`.
     """
     key = d4rl_env_key(env)
-    env_id = ENV_IDS[key]
+    env_id = D4RL_ENV_IDS[key]
     picks = pick_from_run(sac_run, key, episodes)
     cfg = json.loads((Path(sac_run) / "config.json").read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -221,7 +220,7 @@ def _policy_file(key: str, role: str, sac_run: str | Path | None, picks: dict | 
     if key not in index or role not in index[key]["policies"]:
         raise FileNotFoundError(
             f"no shipped {role} policy for {key} in {POLICY_DIR}; train one with "
-            f"`python -m agents.sac --env {ENV_IDS[key]} --out sac_runs/{key}` and pass --sac-run sac_runs/{key}"
+            f"`python -m agents.sac --env {D4RL_ENV_IDS[key]} --out sac_runs/{key}` and pass --sac-run sac_runs/{key}"
         )
     info = index[key]["policies"][role]
     return POLICY_DIR / info["file"], {"source": "shipped", "sha256": file_sha256(POLICY_DIR / info["file"]), **info}
@@ -338,10 +337,10 @@ def _replay_approximation(key: str, seed: int, size: int | None) -> tuple[list[C
     for i, (src, n) in enumerate(zip(sources, lengths)):
         n = max(1, int(round(n * scale)))
         if src is None:
-            policy = UniformPolicy(ENV_IDS[key], seed=seed + i)
+            policy = UniformPolicy(D4RL_ENV_IDS[key], seed=seed + i)
         else:
             policy = ActorPolicy(POLICY_DIR / src["file"], seed=seed + i)
-        episodes += rollout(policy, ENV_IDS[key], n, seed=seed + 100_000 * (i + 1))
+        episodes += rollout(policy, D4RL_ENV_IDS[key], n, seed=seed + 100_000 * (i + 1))
         parts.append(
             {
                 "policy": "uniform-random" if src is None else src["file"],
@@ -373,13 +372,13 @@ def build(
     D4RL for random/medium/expert, the buffer up to the medium checkpoint for medium-replay.
     """
     key = d4rl_env_key(env)
-    if key not in ENV_IDS:
-        raise ValueError(f"no recipes for env {env!r}; choose one of {sorted(ENV_IDS)}")
+    if key not in D4RL_ENV_IDS:
+        raise ValueError(f"no recipes for env {env!r}; choose one of {sorted(D4RL_ENV_IDS)}")
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
     if size is not None and size <= 0:
         raise ValueError(f"--size must be positive, got {size}")
-    env_id = ENV_IDS[key]
+    env_id = D4RL_ENV_IDS[key]
     n = size or 1_000_000
     t0 = time.time()
     recipe: dict = {

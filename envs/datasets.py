@@ -21,7 +21,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
-from envs.make import ENV_SHORTHANDS, env_dims, resolve_env_id
+from envs.make import D4RL_ENV_IDS, ENV_SHORTHANDS, env_dims, resolve_env_id
 from envs.scores import D4RL_LEVELS, D4RL_REF, d4rl_env_key
 from envs.store import TrajectoryStore, first_bad_index
 
@@ -30,7 +30,6 @@ D4RL_KEYS: tuple[str, ...] = ("observations", "actions", "rewards", "terminals",
 #: Spec prefixes understood by ``load_dataset``.
 SPEC_PREFIXES: tuple[str, ...] = ("minari:", "d4rl:")
 #: Gymnasium ids per D4RL table key, used to infer the env of a D4RL file from its name.
-_D4RL_ENV_IDS = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 
 
 def minari_root() -> Path:
@@ -41,7 +40,7 @@ def minari_root() -> Path:
 def _how_to_get_data(dataset_id: str | None = None) -> str:
     """The fix for a missing dataset; for one of our own ids, the `collect` command that makes exactly that one."""
     m = re.fullmatch(r"minrnn/(\w+)/([a-z-]+)-v0", dataset_id or "")
-    ours = m and m.group(1) in _D4RL_ENV_IDS and m.group(2) in D4RL_LEVELS
+    ours = m and m.group(1) in D4RL_ENV_IDS and m.group(2) in D4RL_LEVELS
     env, level = (m.group(1), m.group(2)) if ours else ("hopper", "medium")
     return (
         f"To create one locally run `python run_rl.py collect --env {env} --level {level}` "
@@ -122,8 +121,8 @@ def _infer_d4rl_env(path: Path, obs_dim: int, act_dim: int, attrs_env: str | Non
         return resolve_env_id(attrs_env)
     key = d4rl_env_key(path.name)
     if key is not None:
-        return _D4RL_ENV_IDS[key]
-    matches = [eid for eid in _D4RL_ENV_IDS.values() if env_dims(eid) == ((obs_dim,), (act_dim,))]
+        return D4RL_ENV_IDS[key]
+    matches = [eid for eid in D4RL_ENV_IDS.values() if env_dims(eid) == ((obs_dim,), (act_dim,))]
     if len(matches) == 1:
         return matches[0]
     raise ValueError(

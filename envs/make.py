@@ -28,6 +28,9 @@ ENV_SHORTHANDS: dict[str, str] = {
     "walker": "Walker2d-v5",
 }
 
+#: The three D4RL locomotion tasks, by D4RL's names, as Gymnasium ids.
+D4RL_ENV_IDS: dict[str, str] = {k: ENV_SHORTHANDS[k] for k in ("halfcheetah", "hopper", "walker2d")}
+
 #: Episode cap used by D4RL and by Gymnasium's TimeLimit for these envs.
 DEFAULT_MAX_EPISODE_STEPS = 1000
 
