@@ -29,7 +29,6 @@ from envs.store import TrajectoryStore, first_bad_index
 D4RL_KEYS: tuple[str, ...] = ("observations", "actions", "rewards", "terminals", "timeouts")
 #: Spec prefixes understood by ``load_dataset``.
 SPEC_PREFIXES: tuple[str, ...] = ("minari:", "d4rl:")
-#: Gymnasium ids per D4RL table key, used to infer the env of a D4RL file from its name.
 
 
 def minari_root() -> Path:

@@ -135,23 +135,19 @@ def _scan_bwd_chunk_kernel(
 CHUNK = 32  # time steps per tile of the chunked kernels
 
 
-def _launch(bsz: int, dim: int) -> tuple[tuple[int, int], int, int]:
-    block = min(128, max(16, triton.next_power_of_2(dim)))
-    # Few batch rows: narrower blocks give the GPU more programs to keep memory busy.
-    while block > 32 and bsz * triton.cdiv(dim, block) < 256:
+def _launch(bsz: int, dim: int, chunked: bool) -> tuple[tuple[int, int], int, int]:
+    """Grid (batch rows, channel blocks), channels per block, warps. Few batch rows: narrower blocks give the GPU
+    more programs to keep memory busy. A chunked tile holds CHUNK rows, so its blocks stay at most 64 channels wide
+    (64 bf16 values: one 128-byte line per row)."""
+    widest, narrowest = (64, 16) if chunked else (128, 32)
+    block = min(widest, max(16, triton.next_power_of_2(dim)))
+    while block > narrowest and bsz * triton.cdiv(dim, block) < 256:
         block //= 2
-    return (bsz, triton.cdiv(dim, block)), block, max(1, block // 64)
+    return (bsz, triton.cdiv(dim, block)), block, 4 if chunked else max(1, block // 64)
 
 
 def _acc(dtype: torch.dtype) -> tl.dtype:
     return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _launch_chunked(bsz: int, dim: int) -> tuple[tuple[int, int], int, int]:
-    block = min(64, max(16, triton.next_power_of_2(dim)))  # 64 bf16 channels: one 128-byte line per row
-    while block > 16 and bsz * triton.cdiv(dim, block) < 256:
-        block //= 2
-    return (bsz, triton.cdiv(dim, block)), block, 4
 
 
 class _ScanTriton(torch.autograd.Function):
@@ -162,11 +158,10 @@ class _ScanTriton(torch.autograd.Function):
         bsz, steps, dim = a.shape
         h = torch.empty_like(a)
         args = (a, b, h0c if h0c is not None else a, h, steps, dim, h0c is not None)
+        grid, block, warps = _launch(bsz, dim, chunked)
         if chunked:
-            grid, block, warps = _launch_chunked(bsz, dim)
             _scan_fwd_chunk_kernel[grid](*args, block, CHUNK, _acc(a.dtype), num_warps=warps)
         else:
-            grid, block, warps = _launch(bsz, dim)
             _scan_fwd_kernel[grid](*args, block, _acc(a.dtype), num_warps=warps)
         ctx.save_for_backward(a, h, h0c)
         ctx.has_h0 = h0c is not None
@@ -182,11 +177,10 @@ class _ScanTriton(torch.autograd.Function):
         da, db = torch.empty_like(a), torch.empty_like(a)
         dh0 = torch.empty(bsz, dim, dtype=h0.dtype if h0 is not None else a.dtype, device=a.device)
         args = (a, h, h0 if h0 is not None else a, dy, da, db, dh0, steps, dim, ctx.has_h0)
+        grid, block, warps = _launch(bsz, dim, ctx.chunked)
         if ctx.chunked:
-            grid, block, warps = _launch_chunked(bsz, dim)
             _scan_bwd_chunk_kernel[grid](*args, block, CHUNK, _acc(a.dtype), num_warps=warps)
         else:
-            grid, block, warps = _launch(bsz, dim)
             _scan_bwd_kernel[grid](*args, block, _acc(a.dtype), num_warps=warps)
         return da, db, dh0 if ctx.has_h0 else None, None
 
