@@ -17,7 +17,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -27,8 +26,8 @@ import numpy as np
 import torch
 
 from agents.config import BACKBONE_NAMES, LAYOUTS, RECURRENT_BACKBONES, TrainConfig
-from agents.decision import masked_mse
 from agents.policy import DecisionPolicy
+from agents.rundir import machine_info
 
 __all__ = ["add_bench_args", "bench_acting", "bench_train_step", "run_bench"]
 
@@ -77,11 +76,14 @@ def bench_train_step(
     depth: int = 3,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Median seconds of one training update; returns a JSON-ready row."""
+    """Median seconds of one ``agents.trainer.update_step`` (DT's optimiser settings); returns a JSON-ready row."""
+    from agents.trainer import build_model, make_optimizer, update_step
+
     torch.manual_seed(0)
-    model = _model(backbone, layout, dim, depth, device=device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     B = batch_size
+    cfg = TrainConfig(backbone=backbone, layout=layout, dim=dim, depth=depth, context_len=K, batch_size=B)
+    model = build_model(cfg, OBS_DIM, ACT_DIM).to(device).train()
+    optimizer, scheduler = make_optimizer(model, cfg)
     batch = {
         "states": torch.randn(B, K, OBS_DIM),
         "actions": torch.rand(B, K, ACT_DIM) * 2 - 1,
@@ -94,12 +96,7 @@ def bench_train_step(
     cuda = str(device).startswith("cuda")
 
     def update() -> None:
-        pred, _ = model(batch["states"], batch["actions"], batch["rtg"], batch["timesteps"], batch["mask"])
-        loss = masked_mse(pred, batch["actions"], batch["mask"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
-        opt.step()
+        update_step(model, batch, cfg, optimizer, scheduler)
 
     update()  # warm-up (allocations, numba compilation, kernel compilation)
     _sync(device)
@@ -113,7 +110,7 @@ def bench_train_step(
         _sync(device)
         times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
-    tokens = B * K * (3 if layout == "interleaved" else 1)
+    tokens = B * K * cfg.tokens_per_step
     row = {
         "backbone": backbone, "layout": layout, "K": K, "batch": B, "ms_per_step": 1e3 * sec,
         "tokens_per_s": tokens / sec, "params": sum(p.numel() for p in model.parameters()), "device": str(device),
@@ -169,12 +166,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark ``args`` describes, print tables, write JSON to ``args.out``."""
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    out: dict[str, Any] = {
-        "meta": {"threads": threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-                 "cpu_count": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device,
-                 "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None},
-        "train": [], "acting": [],
-    }  # fmt: skip
+    meta = {**machine_info(args.device), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device}
+    out: dict[str, Any] = {"meta": meta, "train": [], "acting": []}
     if not args.skip_train:
         for K in args.contexts:
             for layout in args.layouts:

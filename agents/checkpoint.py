@@ -6,9 +6,9 @@ Layout of ``RUN/checkpoints/``::
     best                    text: the name of the checkpoint with the best evaluation score
     step_0000200/
         model.safetensors       weights and buffers (incl. the state mean/std)
-        optimizer.safetensors   AdamW moments, "state.<param index>.<name>"   (absent in best-only folders)
-        rng.safetensors         torch RNG states: "torch_cpu" (rank 0), and per rank "torch_cpu.<r>",
-                                "torch_cuda.<r>" (CUDA runs)                  (absent in best-only folders)
+        optimizer.safetensors   AdamW moments, "state.<param index>.<name>"   (absent when saved without)
+        rng.safetensors         torch RNG states; training saves them per rank: "torch_cpu.<r>", and
+                                "torch_cuda.<r>" on CUDA                      (absent when saved without)
         state.json              step, config, normalisation stats, dims, env id, optimizer param groups,
                                 scheduler state, numpy sampler RNG state, evaluation history, sha256 of each file
 
@@ -21,7 +21,6 @@ reported rather than read; nothing is ever loaded with pickle.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from envs.provenance import file_sha256
 
 __all__ = ["Checkpoint", "find_checkpoint", "load_checkpoint", "save_checkpoint", "atomic_write_text"]
 
@@ -46,8 +47,8 @@ class Checkpoint:
 
     path: Path  # the checkpoint folder
     model: dict[str, torch.Tensor]  # model state_dict
-    optimizer: dict[str, Any] | None  # optimizer state_dict (tensors + param_groups), None in best-only folders
-    torch_rng: torch.Tensor | None  # torch.get_rng_state() of rank 0
+    optimizer: dict[str, Any] | None  # optimizer state_dict (tensors + param_groups), None when saved without one
+    torch_rng: torch.Tensor | None  # the "torch_cpu" state, when one was saved under that name
     meta: dict[str, Any]  # state.json
     rng: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)  # every tensor of rng.safetensors
 
@@ -73,14 +74,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -149,7 +142,7 @@ def save_checkpoint(
     if torch_rng is not None:
         rng = torch_rng if isinstance(torch_rng, dict) else {"torch_cpu": torch_rng}
         _save_tensors(rng, tmp / "rng.safetensors")
-    meta["sha256"] = {f: _sha256(tmp / f) for f in TENSOR_FILES if (tmp / f).exists()}
+    meta["sha256"] = {f: file_sha256(tmp / f) for f in TENSOR_FILES if (tmp / f).exists()}
     atomic_write_text(tmp / "state.json", json.dumps(meta, indent=1))
     _fsync_dir(tmp)
     final = root / name
@@ -164,13 +157,12 @@ def save_checkpoint(
 
 
 def _prune(root: Path, keep: int) -> None:
-    """Delete folders no pointer names: all but the newest ``keep`` "step_*", every other "best_*", stale temps."""
+    """Delete the step folders no pointer names, but the newest ``keep``, and temp folders of killed saves."""
     named = {p.read_text().strip() for p in (root / "latest", root / "best") if p.is_file()}
-    for prefix, n_keep in (("step_", keep), ("best_", 0)):
-        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix))
-        for folder in folders[: max(len(folders) - n_keep, 0)]:
-            if folder not in named:
-                shutil.rmtree(root / folder, ignore_errors=True)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
+    for folder in folders[: max(len(folders) - keep, 0)]:
+        if folder not in named:
+            shutil.rmtree(root / folder, ignore_errors=True)
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -201,7 +193,7 @@ def find_checkpoint(path: str | Path, which: str = "latest") -> Path:
 def _load_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} is missing; the checkpoint is incomplete")
-    if expected_sha is not None and _sha256(path) != expected_sha:
+    if expected_sha is not None and file_sha256(path) != expected_sha:
         raise ValueError(
             f"checkpoint file {path} does not match the sha256 recorded in state.json: it is truncated or was "
             "modified; use another checkpoint"

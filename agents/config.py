@@ -1,9 +1,9 @@
 """TrainConfig: every hyperparameter of a Decision-agent run, loaded from YAML and overridable on the CLI.
 
-Defaults follow the Decision Transformer (kzl/decision-transformer, gym/experiment.py; ANCHORS §2). A YAML file
-holds any subset of the fields, plus an optional ``base:`` key naming another YAML file (relative to it) whose
-values it extends. Overrides are ``key=value`` strings; values are parsed as YAML scalars or lists and then
-checked against the field's type.
+Defaults follow the Decision Transformer (Chen et al. 2021; kzl/decision-transformer gym/experiment.py) and live
+in one place, the TrainConfig dataclass. A YAML file holds only the fields that differ, plus an optional ``base:``
+key naming another YAML file (relative to it) whose values it extends. Overrides are ``key=value`` strings;
+values are parsed as YAML scalars or lists and then checked against the field's type.
 
 >>> cfg = load_config(None, ["backbone=minlstm", "target_returns=[3600, 1800]", "lr=3e-4"])
 >>> cfg.backbone, cfg.target_returns, cfg.lr
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import types
 import typing
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from minrnn.blocks import BACKBONES
 from minrnn.scan import BACKENDS as SCAN_BACKENDS
 
 __all__ = [
@@ -44,13 +44,14 @@ __all__ = [
     "load_yaml",
 ]
 
-BACKBONE_NAMES: tuple[str, ...] = ("mingru", "minlstm", "gru", "lstm", "transformer")
-RECURRENT_BACKBONES: tuple[str, ...] = ("mingru", "minlstm", "gru", "lstm")
+BACKBONE_NAMES: tuple[str, ...] = BACKBONES  # minrnn.blocks builds them
+RECURRENT_BACKBONES: tuple[str, ...] = tuple(b for b in BACKBONES if b != "transformer")
 LAYOUTS: tuple[str, ...] = ("interleaved", "stacked")
 ACTING_MODES: tuple[str, ...] = ("auto", "window", "recurrent")
 TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in")
 EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
-#: DT's evaluation targets (returns-to-go at t=0) per D4RL env (ANCHORS §2).
+#: DT's evaluation targets (returns-to-go at t=0) per D4RL env (kzl/decision-transformer gym/experiment.py,
+#: ``env_targets``).
 DEFAULT_TARGETS: dict[str, tuple[float, ...]] = {
     "hopper": (3600.0, 1800.0),
     "halfcheetah": (12000.0, 6000.0),
@@ -58,63 +59,88 @@ DEFAULT_TARGETS: dict[str, tuple[float, ...]] = {
 }
 
 
+def _field(default: Any, help: str) -> Any:
+    """A config field: its default and its one-line meaning (the help of its ``run_rl.py train`` flag)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Never mutated: derive variants with ``dataclasses.replace``."""
+    """One training run; the single source of every default. Never mutated: derive variants with
+    ``dataclasses.replace``. YAML files (configs/) and the CLI flags hold only what differs."""
 
     # --- data ---
-    dataset: str = ""  # dataset spec: "minari:<id>" or "d4rl:<path.hdf5>"
-    env: str = ""  # Gymnasium id or shorthand to evaluate on; "" = the env the dataset names
+    dataset: str = _field("", 'dataset spec: "minari:<id>" or "d4rl:<path.hdf5>"')
+    env: str = _field("", 'Gymnasium id or shorthand to evaluate on; "" = the env the dataset names')
     # --- model (agents/decision.py) ---
-    backbone: str = "mingru"  # sequence model: mingru, minlstm, gru, lstm or transformer
-    layout: str = "interleaved"  # tokens: "interleaved" (RTG, s, a per step, as DT) or "stacked" (one per step)
-    context_len: int = 20  # K, steps per training window and per acting window (DT: 20)
-    dim: int = 128  # token width (DT: 128)
-    depth: int = 3  # backbone layers (DT: 3)
-    n_heads: int = 1  # attention heads, transformer only (DT: 1)
-    dropout: float = 0.1  # dropout in the embedding and the backbone (DT: 0.1)
-    max_ep_len: int = 1000  # size of the learned timestep embedding; timesteps beyond are clamped (DT: 1000)
-    rtg_scale: float = 1000.0  # returns-to-go are divided by this before embedding (DT: 1000)
+    backbone: str = _field("mingru", "sequence model: " + ", ".join(BACKBONE_NAMES))
+    layout: str = _field("interleaved", 'tokens: "interleaved" (RTG, s, a per step, as DT) or "stacked" (one per step)')
+    context_len: int = _field(20, "K, steps per window, in training and acting (DT: 20)")
+    dim: int = _field(128, "token width (DT: 128)")
+    depth: int = _field(3, "backbone layers (DT: 3)")
+    n_heads: int = _field(1, "attention heads, transformer only (DT: 1)")
+    dropout: float = _field(0.1, "dropout in the embedding and the backbone (DT: 0.1)")
+    max_ep_len: int = _field(1000, "size of the learned timestep embedding; timesteps beyond are clamped (DT: 1000)")
+    rtg_scale: float = _field(1000.0, "returns-to-go are divided by this before embedding (DT: 1000)")
     # --- optimisation ---
-    steps: int = 100_000  # gradient updates (DT: 100k)
-    batch_size: int = 64  # windows per update (DT: 64)
-    lr: float = 1e-4  # AdamW peak learning rate (DT: 1e-4)
-    weight_decay: float = 1e-4  # AdamW weight decay (DT: 1e-4)
-    warmup_steps: int = 10_000  # linear learning-rate warm-up from lr/warmup_steps to lr (DT: 10k)
-    grad_clip: float = 0.25  # max global grad norm; 0 disables clipping (DT: 0.25)
-    train_mode: str = "window"  # window (random windows, DT), episode_start, segments or burn_in
-    segment_len: int = 1000  # train_mode=segments: steps per segment (right-padded episodes)
-    burn_in: int = 20  # train_mode=burn_in: steps run without gradient before each window
+    steps: int = _field(100_000, "gradient updates (DT: 100k)")
+    batch_size: int = _field(64, "windows per update (DT: 64)")
+    lr: float = _field(1e-4, "AdamW peak learning rate (DT: 1e-4)")
+    weight_decay: float = _field(1e-4, "AdamW weight decay (DT: 1e-4)")
+    warmup_steps: int = _field(10_000, "linear learning-rate warm-up from lr/warmup_steps to lr (DT: 10k)")
+    grad_clip: float = _field(0.25, "max global grad norm; 0 disables clipping (DT: 0.25)")
+    train_mode: str = _field("window", "window (random windows, DT), episode_start, segments or burn_in")
+    segment_len: int = _field(1000, "train_mode=segments: steps per segment (right-padded episodes)")
+    burn_in: int = _field(20, "train_mode=burn_in: steps run without gradient before each window")
     # --- acting and evaluation ---
-    acting_mode: str = "auto"  # "window" (rerun last K steps, DT), "recurrent" (carry state, O(1)/step) or "auto":
-    # recurrent for recurrent backbones, window for the transformer (docs/RESULTS.md §3: same score, ~9x cheaper)
-    target_returns: tuple[float, ...] = ()  # evaluation returns-to-go at t=0; [] = DT's for the env
-    eval_every: int = 10_000  # steps between evaluations; 0 = only at the end
-    eval_episodes: int = 10  # episodes per target per evaluation
-    eval_envs: int = 10  # parallel environments per evaluation
-    eval_vector: str = "auto"  # "sync" (one process), "async" (a process per env) or "auto" (async with a core each)
-    eval_seed: int = 10_000  # episode k of an evaluation uses env reset seed eval_seed + k
-    eval_max_steps: int = 1000  # episode cap during evaluation (1000 as in D4RL)
+    acting_mode: str = _field(
+        "auto",
+        '"window" (rerun last K steps, DT), "recurrent" (carry state, O(1)/step) or "auto": recurrent for '
+        "recurrent backbones, window for the transformer (docs/RESULTS.md §3: same score, ~9x cheaper)",
+    )
+    target_returns: tuple[float, ...] = _field((), "evaluation returns-to-go at t=0; [] = DT's for the env")
+    eval_every: int = _field(10_000, "steps between evaluations; 0 = only at the end")
+    eval_episodes: int = _field(10, "episodes per target per evaluation")
+    eval_envs: int = _field(10, "parallel environments per evaluation")
+    eval_vector: str = _field(
+        "auto", '"sync" (one process), "async" (a process per env) or "auto" (async with a core each)'
+    )
+    eval_seed: int = _field(10_000, "episode k of an evaluation uses env reset seed eval_seed + k")
+    eval_max_steps: int = _field(1000, "episode cap during evaluation (1000 as in D4RL)")
     # --- runtime ---
-    seed: int = 0  # seeds torch, numpy and the window sampler
-    threads: int = 0  # torch intra-op threads; 0 = all cores
-    device: str = "cpu"  # torch device for training and acting: "cpu", "cuda", "cuda:1" or "auto"
-    bf16: bool = False  # bf16 autocast for the forward pass
-    compile: bool = False  # torch.compile the model for training
-    scan_backend: str = "auto"  # minrnn scan back-end: auto, sequential, logspace, cpu, triton or triton_chunked
-    log_every: int = 100  # steps between train/ and perf/ scalars
-    histogram_every: int = 5_000  # steps between action histograms; 0 disables them
-    checkpoint_every: int = 5_000  # steps between resumable checkpoints; 0 = only at the end
-    progress: bool = True  # show a tqdm progress bar
+    seed: int = _field(0, "seeds torch, numpy and the window sampler")
+    threads: int = _field(0, "torch intra-op threads; 0 = all cores")
+    device: str = _field("cpu", 'torch device for training and acting: "cpu", "cuda", "cuda:1" or "auto"')
+    bf16: bool = _field(False, "bf16 autocast for the forward pass")
+    compile: bool = _field(False, "torch.compile the model for training")
+    scan_backend: str = _field("auto", "minrnn scan back-end: " + ", ".join(SCAN_BACKENDS))
+    log_every: int = _field(100, "steps between train/ and perf/ scalars")
+    histogram_every: int = _field(5_000, "steps between action histograms; 0 disables them")
+    checkpoint_every: int = _field(5_000, "steps between resumable checkpoints; 0 = only at the end")
+    progress: bool = _field(True, "show a tqdm progress bar")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @property
+    def interleaved(self) -> bool:
+        """True for DT's token layout (RTG, s, a per step), False for one stacked token per step."""
+        return self.layout == "interleaved"
+
+    @property
     def tokens_per_step(self) -> int:
         """Backbone tokens per environment step: 3 for interleaved, 1 for stacked."""
-        return 3 if self.layout == "interleaved" else 1
+        return tokens_per_step(self.layout)
+
+    @property
+    def window_steps(self) -> int:
+        """Steps per sampled training sequence, a burn-in prefix included."""
+        if self.train_mode == "segments":
+            return self.segment_len
+        if self.train_mode == "burn_in":
+            return self.burn_in + self.context_len
+        return self.context_len
 
     def resolved_acting_mode(self) -> str:
         """The acting mode evaluation uses: ``acting_mode``, with "auto" resolved for the backbone."""
@@ -156,6 +182,16 @@ class TrainConfig:
         if self.train_mode == "burn_in" and self.burn_in < 1:
             raise ValueError(f"train_mode='burn_in' needs burn_in >= 1, got {self.burn_in}")
         return self
+
+
+def tokens_per_step(layout: str) -> int:
+    """Backbone tokens per environment step for a layout: 3 interleaved (R_t, s_t, a_t as DT), 1 stacked.
+
+    >>> tokens_per_step("interleaved"), tokens_per_step("stacked")
+    (3, 1)
+    """
+    _check_choice("layout", layout, LAYOUTS)
+    return 3 if layout == "interleaved" else 1
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -296,8 +332,3 @@ def default_targets(env_id: str) -> tuple[float, ...]:
             f"no default target returns for env {env_id!r}: set them, e.g. --set target_returns=[3600,1800]"
         )
     return DEFAULT_TARGETS[key]
-
-
-def dumps(cfg: TrainConfig) -> str:
-    """The resolved config as pretty JSON."""
-    return json.dumps(cfg.to_dict(), indent=2, sort_keys=False)

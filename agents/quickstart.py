@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents.behaviour.recipes import build, dataset_stale_reason
 from agents.config import load_config
-from agents.recipes import build, dataset_stale_reason
 from envs.datasets import minari_root
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"

@@ -1,20 +1,26 @@
 """Roll a policy out and write the episodes as a Minari dataset.
 
+Two ways in: `rollout` runs a fixed budget of transitions (dataset recipes), `save_rollouts` runs N whole episodes
+with `evaluate`'s seeds (episode k resets with seed + k) and records them, so an evaluation can be kept as data.
+
 Agent-agnostic: a policy is any object with `reset(n_envs)` and `act(obs, reward, done) -> actions`, the same
 protocol `envs.evaluate` uses. The recipes that choose which policy and how many steps (medium, medium-replay,
-expert, ...) live in `agents/recipes.py`.
+expert, ...) live in `agents/behaviour/recipes.py`.
 
 Datasets we make live in our own namespace, `minrnn/<env>/<level>-v0`, so they never collide with the official
-`mujoco/...` ids, and carry D4RL's reference scores (ANCHORS §3) with `score_reference: "d4rl"`.
+`mujoco/...` ids, and carry D4RL's reference scores (REF_MIN_SCORE / REF_MAX_SCORE in d4rl/infos.py) with
+`score_reference: "d4rl"`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from envs.datasets import minari_root
-from envs.make import make_env
+from envs.evaluate import _checked_actions
+from envs.make import DEFAULT_MAX_EPISODE_STEPS, make_env
 from envs.scores import d4rl_env_key, d4rl_reference
 
 NAMESPACE = "minrnn"
@@ -122,12 +129,14 @@ def write_dataset(
     root: str | Path | None = None,
     overwrite: bool = False,
     description: str = "",
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write `episodes` as the Minari dataset `dataset_id` under `root` (default: Minari's own root).
 
     The dataset carries D4RL's ref_min/ref_max for the env, `score_reference: "d4rl"`, and `recipe`, a JSON-able
-    dict describing how it was made (algorithm, steps, checkpoint, seed, ...). An existing dataset is kept unless
-    `overwrite`. Returns the dataset's directory.
+    dict describing how it was made (algorithm, steps, checkpoint, seed, ...). `metadata` (JSON-able) is added to
+    the dataset's metadata as is, e.g. {"policy": ..., "target_return": ..., "checkpoint": ...}. An existing
+    dataset is kept unless `overwrite`. Returns the dataset's directory.
     """
     import minari
     from minari.data_collector import EpisodeBuffer
@@ -135,11 +144,7 @@ def write_dataset(
     with _minari_root(root):
         path = minari_root() / dataset_id
         if path.exists():
-            if not overwrite:
-                raise FileExistsError(
-                    f"dataset {dataset_id} already exists at {path}; pass --overwrite to "
-                    "replace it, or choose another --name"
-                )
+            _refuse_existing(dataset_id, path, overwrite)
             shutil.rmtree(path)
         buffers = [
             EpisodeBuffer(
@@ -176,9 +181,131 @@ def write_dataset(
                 "recipe": recipe,
                 "return_mean": float(returns.mean()),
                 "return_std": float(returns.std()),
+                **(metadata or {}),
             }
         )
         return path
 
 
-__all__ = ["NAMESPACE", "CollectedEpisode", "dataset_id", "rollout", "write_dataset"]
+def _refuse_existing(dataset_id: str, path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"dataset {dataset_id} already exists at {path}; pass --overwrite to replace it, or choose another --name"
+        )
+
+
+def play_episodes(
+    policy: Any,
+    env: Any,
+    n_episodes: int,
+    seed: int = 0,
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[CollectedEpisode]:
+    """Run `n_episodes` whole episodes of `policy` in the single env `env`; episode k resets with seed `seed + k`.
+
+    The seeds and the policy protocol are those of `envs.evaluate` (reward 0 and done=True at an episode's first
+    observation), so a deterministic policy gets evaluate's per-episode returns. Actions go through evaluate's
+    check: clipped to the action space with a warning, and what is recorded is what the env executed.
+    `on_step(k, t)` is called after the reset (t = 0) and after each step t = 1..T of episode k, e.g. to render.
+    """
+    space = env.action_space
+    policy.reset(1)
+    episodes, warned = [], False  # one out-of-bounds warning per call
+    for k in range(n_episodes):
+        obs, _ = env.reset(seed=seed + k)
+        obs_list, act_list, rew_list = [obs], [], []
+        reward, done, term, trunc = 0.0, True, False, False
+        if on_step is not None:
+            on_step(k, 0)
+        while not (term or trunc):
+            raw = policy.act(obs[None], np.array([reward]), np.array([done]))
+            checked, outside = _checked_actions(raw, (1, *space.shape), space.low, space.high, not warned)
+            warned, action = warned or outside, checked[0].astype(space.dtype)
+            obs, reward, term, trunc, _ = env.step(action)
+            done = False
+            obs_list.append(obs)
+            act_list.append(action)
+            rew_list.append(float(reward))
+            if on_step is not None:
+                on_step(k, len(act_list))
+        episodes.append(
+            CollectedEpisode(
+                np.asarray(obs_list, np.float32),
+                np.asarray(act_list, np.float32),
+                np.asarray(rew_list, np.float32),
+                bool(term),
+                bool(trunc and not term),
+                seed + k,
+            )
+        )
+    return episodes
+
+
+@dataclass(frozen=True)
+class SavedRollouts:
+    """What `save_rollouts` wrote: the dataset's folder, its episodes, and the wall time of rolling + writing."""
+
+    path: Path
+    episodes: list[CollectedEpisode]
+    rollout_s: float  # seconds spent acting and stepping
+    write_s: float  # seconds spent writing the Minari dataset
+
+    @property
+    def returns(self) -> np.ndarray:
+        """(N,) float64 undiscounted return of each episode, in episode order."""
+        return np.array([ep.rewards.sum(dtype=np.float64) for ep in self.episodes])
+
+
+def save_rollouts(
+    policy: Any,
+    env_id: str,
+    dataset_id: str,
+    n_episodes: int,
+    seed: int = 0,
+    max_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+    metadata: dict[str, Any] | None = None,
+    root: str | Path | None = None,
+    overwrite: bool = False,
+) -> SavedRollouts:
+    """Evaluate `policy` for `n_episodes` episodes (seeds `seed + k`) and write them as the Minari dataset
+    `dataset_id`, readable with ``load_dataset("minari:<dataset_id>")``.
+
+    Args:
+        metadata: JSON-able facts stored in the dataset's metadata, e.g. {"policy": "mingru", "target_return":
+            3600, "checkpoint": "runs/x/checkpoints/step_0001000"}.
+        root: Minari root (default $MINARI_DATASETS_PATH or ~/.minari/datasets).
+        overwrite: replace an existing dataset; without it an existing one is refused before any rollout.
+
+    The recipe stored with the dataset says {"algorithm": "evaluation", "episodes", "seed", "max_steps"}.
+    """
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*-v\d+", dataset_id):
+        raise ValueError(
+            f"invalid dataset name {dataset_id!r}: Minari ids look like 'namespace/name-v0', e.g. "
+            f"'{NAMESPACE}/hopper/mingru-eval-v0'"
+        )
+    with _minari_root(root):
+        _refuse_existing(dataset_id, minari_root() / dataset_id, overwrite)  # fail before minutes of rollouts
+    t0 = time.perf_counter()
+    env = make_env(env_id, max_episode_steps=max_steps)
+    try:
+        episodes = play_episodes(policy, env, n_episodes, seed)
+    finally:
+        env.close()
+    t1 = time.perf_counter()
+    recipe = {"algorithm": "evaluation", "episodes": n_episodes, "seed": seed, "max_steps": max_steps}
+    path = write_dataset(dataset_id, episodes, env_id, recipe, root=root, overwrite=overwrite, metadata=metadata)
+    return SavedRollouts(path, episodes, rollout_s=t1 - t0, write_s=time.perf_counter() - t1)
+
+
+__all__ = [
+    "NAMESPACE",
+    "CollectedEpisode",
+    "SavedRollouts",
+    "dataset_id",
+    "play_episodes",
+    "rollout",
+    "save_rollouts",
+    "write_dataset",
+]

@@ -6,27 +6,35 @@ Specs:
   the last (the state after the final action) is dropped.
 - ``"d4rl:<path.hdf5>"``: a D4RL-layout HDF5 file with observations (N, obs), actions (N, act), rewards (N,),
   terminals (N,), timeouts (N,). Episodes end where terminals | timeouts; a tail with no end flag is kept as a
-  truncated episode.
+  truncated episode. Older D4RL files (the -v0 datasets) have no ``timeouts``: episode ends are then inferred from
+  terminals and the 1000-step time limit, with a warning (``infer_timeouts``).
 
-Every error names the spec, the key, and the first bad index where one applies.
+Every error names the spec, the key, and the first bad index where one applies. Actions outside the env's action
+bounds load with a warning: the agent would learn to imitate them, and evaluation clips what it sends to the env.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
 import h5py
 import numpy as np
 
-from envs.make import D4RL_ENV_IDS, ENV_SHORTHANDS, env_dims, resolve_env_id
+from envs.make import D4RL_ENV_IDS, DEFAULT_MAX_EPISODE_STEPS, ENV_SHORTHANDS, env_dims, make_env, resolve_env_id
 from envs.scores import D4RL_LEVELS, D4RL_REF, d4rl_env_key
 from envs.store import TrajectoryStore, first_bad_index
 
 #: Keys a D4RL-layout HDF5 file must hold.
 D4RL_KEYS: tuple[str, ...] = ("observations", "actions", "rewards", "terminals", "timeouts")
+#: Keys a D4RL file may lack: older D4RL files have no ``timeouts`` (inferred, see ``infer_timeouts``).
+D4RL_OPTIONAL_KEYS: tuple[str, ...] = ("timeouts",)
+#: How far (absolute) an action may lie outside the env's bounds before loading warns; float32 round-off is fine.
+ACTION_BOUND_TOLERANCE = 1e-4
 #: Spec prefixes understood by ``load_dataset``.
 SPEC_PREFIXES: tuple[str, ...] = ("minari:", "d4rl:")
 
@@ -86,6 +94,50 @@ def split_episodes(terminals: np.ndarray, timeouts: np.ndarray) -> tuple[np.ndar
     return lengths, terminated, truncated
 
 
+def infer_timeouts(terminals: np.ndarray, max_steps: int = DEFAULT_MAX_EPISODE_STEPS) -> np.ndarray:
+    """Timeout flags (N,) bool for a file that has only terminals (N,): a step is a timeout when it is the
+    ``max_steps``-th step since the last episode end and not itself a terminal.
+
+    This is the rule D4RL's own loader falls back to without ``timeouts`` (d4rl/__init__.py, ``qlearning_dataset``:
+    ``final_timestep = (episode_step == env._max_episode_steps - 1)``).
+
+    >>> infer_timeouts(np.array([0, 1, 0, 0, 0, 0, 0, 0], bool), max_steps=3).astype(int).tolist()
+    [0, 0, 0, 0, 1, 0, 0, 1]
+    """
+    terminals = np.asarray(terminals, dtype=bool)
+    idx = np.arange(len(terminals))
+    last_end = np.maximum.accumulate(np.where(terminals, idx, -1))  # (N,) index of the last terminal at or before i
+    prev_end = np.concatenate([[-1], last_end[:-1]])  # (N,) ... strictly before i
+    step_in_episode = idx - prev_end - 1  # 0-based; keeps counting past a timeout, hence the modulo below
+    return ((step_in_episode + 1) % max_steps == 0) & ~terminals
+
+
+def _warn_actions_out_of_bounds(actions: np.ndarray, env_id: str, source: str) -> None:
+    """Warn when dataset actions (N, act) lie outside the env's Box bounds by more than ACTION_BOUND_TOLERANCE."""
+    low, high = _action_bounds(env_id)
+    excess = np.maximum(actions - high, low - actions)  # (N, act) > 0 where outside
+    bad = excess > ACTION_BOUND_TOLERANCE
+    if not bad.any():
+        return
+    first = int(np.flatnonzero(bad.any(axis=1))[0])
+    warnings.warn(
+        f"{source}: {int(bad.any(axis=1).sum())} of {len(actions)} actions lie outside {env_id}'s action bounds "
+        f"[{low.min():g}, {high.max():g}] (first at index {first}: {actions[first].tolist()}; largest excess "
+        f"{float(excess.max()):g}). The agent will imitate them, but evaluation clips actions to the bounds: check "
+        "that the data was made for this env (env_id=...), or rescale/clip the actions before loading.",
+        stacklevel=3,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _action_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
+    env = make_env(env_id)
+    try:
+        return np.asarray(env.action_space.low), np.asarray(env.action_space.high)
+    finally:
+        env.close()
+
+
 def _check_steps_finite(key: str, values: np.ndarray, lengths: np.ndarray, source: str) -> None:
     idx = first_bad_index(values)
     if idx is None:
@@ -132,19 +184,32 @@ def _infer_d4rl_env(path: Path, obs_dim: int, act_dim: int, attrs_env: str | Non
 
 
 def _read_d4rl_arrays(path: Path, source: str) -> tuple[dict[str, np.ndarray], str | None]:
-    with h5py.File(path, "r") as f:
-        missing = [k for k in D4RL_KEYS if k not in f]
-        if missing:
-            raise ValueError(
-                f"{source}: missing key '{missing[0]}' in {path} (missing {missing}; "
-                f"the file has {sorted(f.keys())}). "
-                f"A D4RL-layout file needs {list(D4RL_KEYS)}."
-            )
-        for key in D4RL_KEYS:
-            if not isinstance(f[key], h5py.Dataset):
-                raise ValueError(f"{source}: '{key}' in {path} is a group, not an array; dict spaces are unsupported")
-        arrays = {key: f[key][()] for key in D4RL_KEYS}
-        attrs_env = f.attrs.get("env_id")
+    """The D4RL arrays (``timeouts`` may be absent) and the file's env_id attribute, with h5py's errors explained."""
+    try:
+        with h5py.File(path, "r") as f:
+            required = [k for k in D4RL_KEYS if k not in D4RL_OPTIONAL_KEYS]
+            missing = [k for k in required if k not in f]
+            if missing:
+                raise ValueError(
+                    f"{source}: missing key '{missing[0]}' in {path} (missing {missing}; "
+                    f"the file has {sorted(f.keys())}). "
+                    f"A D4RL-layout file needs {required} (and 'timeouts', inferred when absent)."
+                )
+            present = [k for k in D4RL_KEYS if k in f]
+            for key in present:
+                if not isinstance(f[key], h5py.Dataset):
+                    raise ValueError(
+                        f"{source}: '{key}' in {path} is a group, not an array; dict spaces are unsupported"
+                    )
+            arrays = {key: f[key][()] for key in present}
+            attrs_env = f.attrs.get("env_id")
+    except OSError as err:  # h5py: "file signature not found", "truncated file: eof = ...", unreadable chunks
+        size = path.stat().st_size
+        raise ValueError(
+            f"{source}: cannot read {path} ({size} bytes) as HDF5: {err}. The file is truncated (an interrupted "
+            "download or copy) or not an HDF5 file: download or copy it again, and check with `h5ls` that it "
+            f"opens; D4RL files hold {list(D4RL_KEYS)}."
+        ) from err
     return arrays, (attrs_env.decode() if isinstance(attrs_env, bytes) else attrs_env)
 
 
@@ -169,12 +234,27 @@ def load_d4rl(path: str | os.PathLike, env_id: str | None = None) -> TrajectoryS
     """Load a D4RL-layout HDF5 file; see the module docstring. Scores use the D4RL table."""
     path = Path(path).expanduser()
     source = f"d4rl:{path}"
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.hdf5"))[:5]
+        raise IsADirectoryError(
+            f"{source}: is a directory, not an HDF5 file; pass the file itself, e.g. "
+            f"'d4rl:{path / (inside[0] if inside else 'hopper-medium-v2.hdf5')}'"
+            + (f" (it holds {inside})" if inside else " (it holds no .hdf5 files)")
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{source}: no such file. {_how_to_get_data()}")
     arrays, attrs_env = _read_d4rl_arrays(path, source)
     rewards = arrays["rewards"]
     if rewards.ndim == 2 and rewards.shape[1] == 1:  # some writers store (N, 1)
         arrays["rewards"] = rewards[:, 0]
+    if "timeouts" not in arrays:
+        arrays["timeouts"] = infer_timeouts(np.asarray(arrays["terminals"]).reshape(-1).astype(bool))
+        warnings.warn(
+            f"{source}: the file has no 'timeouts' (older D4RL files lack it); episode ends are inferred from "
+            f"'terminals' and the {DEFAULT_MAX_EPISODE_STEPS}-step time limit, as D4RL's own loader does. "
+            "Add a 'timeouts' array to the file to silence this.",
+            stacklevel=2,
+        )
     _check_d4rl_shapes(arrays, source)
     terminals, timeouts = arrays["terminals"].astype(bool), arrays["timeouts"].astype(bool)
     lengths, terminated, truncated = split_episodes(terminals, timeouts)
@@ -183,6 +263,7 @@ def load_d4rl(path: str | os.PathLike, env_id: str | None = None) -> TrajectoryS
     obs_dim, act_dim = arrays["observations"].shape[1], arrays["actions"].shape[1]
     env = resolve_env_id(env_id) if env_id else _infer_d4rl_env(path, obs_dim, act_dim, attrs_env)
     _check_against_env((obs_dim,), (act_dim,), env, source)
+    _warn_actions_out_of_bounds(arrays["actions"], env, source)
     reference = "d4rl" if d4rl_env_key(env) in D4RL_REF else "none"
     return TrajectoryStore(
         arrays["observations"],
@@ -266,6 +347,7 @@ def load_minari(dataset_id: str, env_id: str | None = None, download: bool = Fal
     for key, values in arrays.items():
         _check_steps_finite(key, values, lengths, source)
     _check_against_env(arrays["observations"].shape[1:], arrays["actions"].shape[1:], env_id, source)
+    _warn_actions_out_of_bounds(arrays["actions"], env_id, source)
     reference, ref_min, ref_max = minari_score_reference(ds.storage.metadata, env_id)
     return TrajectoryStore(
         arrays["observations"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -116,14 +117,40 @@ def _resolve_vector(vector: str, n_envs: int) -> str:
     return vector
 
 
-def _checked_actions(actions: Any, shape: tuple[int, int], low: np.ndarray, high: np.ndarray) -> np.ndarray:
+#: How far (absolute) an action may overshoot the bounds before evaluation warns; float round-off is not a bug.
+ACTION_BOUND_TOLERANCE = 1e-4
+
+
+def _checked_actions(
+    actions: Any, shape: tuple[int, int], low: np.ndarray, high: np.ndarray, warn: bool = True
+) -> tuple[np.ndarray, bool]:
+    """(actions (n_envs, act) as float64 clipped to [low, high], whether any overshot by more than
+    ACTION_BOUND_TOLERANCE); a warning about the first overshoot when ``warn`` (callers warn once per rollout).
+
+    Clip and warn rather than refuse: MuJoCo clamps a limited actuator's control to its ctrlrange anyway (MuJoCo
+    XML reference, actuator ``ctrllimited``), so clipping changes nothing the simulator would do, while the v5
+    locomotion envs charge their control cost on the action as given (gymnasium/envs/mujoco/hopper_v5.py,
+    ``control_cost``), so an unclipped 50 would turn the return into a penalty no policy earned. An error would
+    end a long training run at an evaluation for a policy that overshoots slightly (a Gaussian head without tanh).
+    DT's tanh head never overshoots bounds of 1 and is unaffected.
+    """
     a = np.asarray(actions, dtype=np.float64)
     if a.shape != shape:
         raise ValueError(f"policy.act returned actions of shape {a.shape}, expected (n_envs, act) = {shape}")
     if not np.isfinite(a).all():
         row = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
         raise ValueError(f"policy.act returned NaN or inf actions, first in slot {row}: {a[row]}")
-    return np.clip(a, low, high)
+    excess = np.maximum(a - high, low - a)  # (n_envs, act) > 0 where outside the bounds
+    outside = bool((excess > ACTION_BOUND_TOLERANCE).any())
+    if outside and warn:
+        row = int(np.flatnonzero((excess > ACTION_BOUND_TOLERANCE).any(axis=1))[0])
+        warnings.warn(
+            f"policy.act returned actions outside the action space [{low.min():g}, {high.max():g}] (slot {row}: "
+            f"{a[row].tolist()}); they are clipped to the bounds before stepping. Scale the policy's output to the "
+            "action space (e.g. tanh times the bound) if this is unexpected.",
+            stacklevel=3,
+        )
+    return np.clip(a, low, high), outside
 
 
 def evaluate(
@@ -151,7 +178,8 @@ def evaluate(
         max_steps: TimeLimit per episode (1000 for the D4RL locomotion tasks).
         ref_min, ref_max: reference returns for score_reference="minari".
 
-    Actions are clipped to the action space's bounds before stepping.
+    Actions are clipped to the action space's bounds before stepping, with a warning when they overshoot
+    (see ``_checked_actions`` for why clip rather than refuse).
     """
     if n_episodes < 1 or n_envs < 1 or max_steps < 1:
         raise ValueError(f"n_episodes, n_envs and max_steps must be >= 1, got {n_episodes}, {n_envs}, {max_steps}")
@@ -192,13 +220,15 @@ def _run_episodes(
     returns = np.full(n_episodes, np.nan)
     lengths = np.zeros(n_episodes, dtype=np.int64)
     finished = 0
+    warned = False  # one out-of-bounds warning per evaluation, not one per step
 
     obs, _ = venv.reset(seed=[seed + k for k in range(n)])
     reward = np.zeros(n)
     done = np.ones(n, dtype=bool)
     policy.reset(n)
     while finished < n_episodes:
-        actions = _checked_actions(policy.act(obs, reward, done), act_shape, space.low, space.high)
+        actions, outside = _checked_actions(policy.act(obs, reward, done), act_shape, space.low, space.high, not warned)
+        warned = warned or outside
         obs, reward, terminated, truncated, _ = venv.step(actions)
         reward = np.asarray(reward, dtype=np.float64)
         ep_return += reward

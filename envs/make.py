@@ -18,18 +18,13 @@ from typing import Any
 
 import gymnasium as gym
 
-#: Shorthands accepted wherever an env id is; they map to the MuJoCo v5 ids (ANCHORS §4).
-ENV_SHORTHANDS: dict[str, str] = {
-    "halfcheetah": "HalfCheetah-v5",
-    "half_cheetah": "HalfCheetah-v5",
-    "cheetah": "HalfCheetah-v5",
-    "hopper": "Hopper-v5",
-    "walker2d": "Walker2d-v5",
-    "walker": "Walker2d-v5",
-}
+from envs.scores import ENV_ALIASES
 
-#: The three D4RL locomotion tasks, by D4RL's names, as Gymnasium ids.
-D4RL_ENV_IDS: dict[str, str] = {k: ENV_SHORTHANDS[k] for k in ("halfcheetah", "hopper", "walker2d")}
+#: The three D4RL locomotion tasks, by D4RL's names, as the Gymnasium MuJoCo v5 ids we collect and evaluate on.
+D4RL_ENV_IDS: dict[str, str] = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
+
+#: Shorthands accepted wherever an env id is (envs.scores.ENV_ALIASES), mapped to the v5 ids.
+ENV_SHORTHANDS: dict[str, str] = {alias: D4RL_ENV_IDS[key] for alias, key in ENV_ALIASES.items()}
 
 #: Episode cap used by D4RL and by Gymnasium's TimeLimit for these envs.
 DEFAULT_MAX_EPISODE_STEPS = 1000

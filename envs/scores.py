@@ -1,4 +1,4 @@
-"""Normalised scores on the 0-100 scale, with the D4RL reference table (ANCHORS §3).
+"""Normalised scores on the 0-100 scale, with the D4RL reference table (Fu et al. 2020; d4rl/infos.py).
 
 A score always travels with the name of the reference it used: ``"d4rl"`` (the table below), ``"minari"``
 (a dataset's own ``ref_min_score``/``ref_max_score`` metadata) or ``"none"`` (no reference; scores NaN).
@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: D4RL reference returns, (REF_MIN, REF_MAX): random and expert policies, from d4rl/infos.py (ANCHORS §3).
+#: D4RL reference returns, (REF_MIN, REF_MAX): random and expert policies, from D4RL's d4rl/infos.py
+#: (REF_MIN_SCORE, REF_MAX_SCORE).
 D4RL_REF: dict[str, tuple[float, float]] = {
     "halfcheetah": (-280.178953, 12135.0),
     "hopper": (-20.272305, 3234.3),
@@ -29,15 +30,17 @@ D4RL_LEVELS: tuple[str, ...] = ("random", "medium", "medium-replay", "expert", "
 #: Reference names a score can carry.
 SCORE_REFERENCES: tuple[str, ...] = ("d4rl", "minari", "none")
 
-# Aliases found in Gymnasium ids, D4RL names ("hopper-medium-v2") and Minari ids ("mujoco/walker2d/...").
-_ALIASES: tuple[tuple[str, str], ...] = (
-    ("halfcheetah", "halfcheetah"),
-    ("half_cheetah", "halfcheetah"),
-    ("cheetah", "halfcheetah"),
-    ("hopper", "hopper"),
-    ("walker2d", "walker2d"),
-    ("walker", "walker2d"),
-)
+#: Env names by alias, to D4RL's key: the shorthands the CLI accepts (envs.make.ENV_SHORTHANDS) and the substrings
+#: found in Gymnasium ids, D4RL names ("hopper-medium-v2") and Minari ids ("mujoco/walker2d/..."). Longest first
+#: where one contains another ("halfcheetah" before "cheetah").
+ENV_ALIASES: dict[str, str] = {
+    "halfcheetah": "halfcheetah",
+    "half_cheetah": "halfcheetah",
+    "cheetah": "halfcheetah",
+    "hopper": "hopper",
+    "walker2d": "walker2d",
+    "walker": "walker2d",
+}
 
 
 def d4rl_env_key(env_name: str) -> str | None:
@@ -47,7 +50,7 @@ def d4rl_env_key(env_name: str) -> str | None:
     ('hopper', 'halfcheetah', None)
     """
     name = re.sub(r"[^a-z0-9_]", " ", env_name.lower())
-    for alias, key in _ALIASES:
+    for alias, key in ENV_ALIASES.items():
         if alias in name:
             return key
     return None

@@ -1,4 +1,4 @@
-"""In-memory trajectory store: flat per-step arrays, per-episode views, returns-to-go, and two batch samplers.
+"""In-memory trajectory store: flat per-step arrays, per-episode views, returns-to-go, and every batch sampler.
 
 All per-step data lives in flat arrays of N steps (episodes back to back); an episode is a slice.
 Samplers build flat index arrays of shape (B, K) and gather with one fancy-indexing call per field: no
@@ -18,9 +18,11 @@ Python loop over steps or over batch rows.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +31,26 @@ from envs.scores import SCORE_REFERENCES, reference_for, score_with_reference
 #: Keys of every sampled batch, in order: states (B,K,obs) f32, actions (B,K,act) f32, rewards (B,K) f32,
 #: rtg (B,K) f32, timesteps (B,K) i64, mask (B,K) bool.
 BATCH_KEYS: tuple[str, ...] = ("states", "actions", "rewards", "rtg", "timesteps", "mask")
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What evaluation needs to know about a dataset: the env it comes from and how its returns are scored.
+
+    Saved in every checkpoint, so a trained model is evaluated the same way without loading the data again.
+    """
+
+    env_id: str  # Gymnasium id, e.g. "Hopper-v5"
+    score_reference: str  # "d4rl", "minari" or "none"; see envs.scores
+    ref_min: float | None = None  # reference returns of the 0-100 scale (None: looked up or absent)
+    ref_max: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StoreInfo:
+        return cls(data["env_id"], data["score_reference"], data.get("ref_min"), data.get("ref_max"))
 
 
 @dataclass(frozen=True)
@@ -192,6 +214,10 @@ class TrajectoryStore:
         """(E,) bool."""
         return self._truncated
 
+    def info(self) -> StoreInfo:
+        """The env and score reference, for evaluation."""
+        return StoreInfo(self.env_id, self.score_reference, self.ref_min, self.ref_max)
+
     def normalize_score(self, returns: Sequence[float] | np.ndarray) -> np.ndarray:
         """Scores on the 0-100 scale with this store's reference (NaN if it is "none")."""
         return score_with_reference(returns, self.ref_min, self.ref_max, self.score_reference)
@@ -318,3 +344,22 @@ class TrajectoryStore:
             s = np.zeros(batch_size, dtype=np.int64)
         j = np.arange(max_len)[None, :]
         return self._gather(ep, s[:, None] + j, j < np.minimum(max_len, lengths - s)[:, None])
+
+    def sample_burn_in(
+        self, batch_size: int, K: int, burn_in: int, rng: np.random.Generator, weighting: str = "length"
+    ) -> dict[str, np.ndarray]:
+        """Windows of K steps each preceded by up to ``burn_in`` earlier steps: shapes (B, burn_in + K).
+
+        The window start s is uniform in [0, T) of an episode drawn in proportion to its length (as
+        ``sample_windows(start="random")``); the sequence is steps s - burn_in .. s + K - 1. Steps before the episode
+        start are left padding, steps past its end right padding (zeros, mask False). R2D2 (Kapturowski et al. 2019,
+        §3) runs the recurrence over the burn-in prefix without gradient.
+        """
+        self._check_sampler_args(batch_size, K, rng, "random")
+        if burn_in < 0:
+            raise ValueError(f"burn_in must be >= 0, got {burn_in}")
+        ep = self._choose_episodes(batch_size, rng, weighting)
+        lengths = self._episode_lengths[ep]
+        s = np.floor(rng.random(batch_size) * lengths).astype(np.int64)  # (B,) window start
+        rel = s[:, None] - burn_in + np.arange(burn_in + K)[None, :]  # (B, burn_in + K) step within the episode
+        return self._gather(ep, rel, (rel >= 0) & (rel < lengths[:, None]))

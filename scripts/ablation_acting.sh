@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Which training regime and acting mode score best for a recurrent Decision agent (issue 5 §2)?
+# Which training regime and acting mode score best for a recurrent Decision agent (docs/RESULTS.md §3)?
 # Decision-minGRU, stacked tokens, the CPU budget of configs/cpu-budget.yaml, on one dataset; 2 runs at a time.
 # Usage: scripts/ablation_acting.sh DATASET_SPEC ENV TARGET OUT [SEEDS...]
 set -euo pipefail

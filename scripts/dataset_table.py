@@ -1,6 +1,6 @@
 """Markdown table of our generated datasets (minrnn/<env>/<level>-v0) beside the size of the D4RL dataset they
 stand in for. Reads the Minari metadata written by `run_rl.py collect`. With --policies: the table of the shipped
-behaviour policies instead, from agents/policies/index.json.
+behaviour policies instead, from agents/behaviour/policies/index.json.
 
     python scripts/dataset_table.py [--root DIR]
     python scripts/dataset_table.py --policies
@@ -84,7 +84,8 @@ def main() -> None:
     ap.add_argument("--policies", action="store_true", help="the shipped policies' table instead")
     a = ap.parse_args()
     if a.policies:
-        index = json.loads((Path(__file__).resolve().parent.parent / "agents" / "policies" / "index.json").read_text())
+        policies = Path(__file__).resolve().parent.parent / "agents" / "behaviour" / "policies"
+        index = json.loads((policies / "index.json").read_text())
         print(
             "| env | role | SAC step | SAC eval return (5 ep., deterministic) | sampled actions, 10 ep.: return / "
             "D4RL score | deterministic, 10 ep.: return / D4RL score |"

@@ -3,11 +3,23 @@
 Resumable: a run whose results.json exists is skipped, a run with a checkpoint but no results is resumed, and
 the table is rebuilt from whatever results exist. A run made on other data than the dataset its config names today
 (a dataset rebuilt under the same id, compared by content fingerprint) is stale: it is moved aside to
-OUT/<config>/<backbone>/stale/ (never deleted) and run again. Runs go in parallel as separate processes
-(`--jobs`), each with `--threads` torch threads.
+OUT/<config>/<backbone>/stale/ (never deleted) and run again.
+
+Engines (`--engine`): each run is a `run_rl.py train` subprocess with `--threads` torch threads.
+- `ray` (default when Ray is installed, `pip install -e ".[ray]"`): each run is a Ray task holding `--cpus-per-run`
+  CPUs (default: --threads) and `--gpus-per-run` GPUs. Fractions share a GPU; Ray sets CUDA_VISIBLE_DEVICES to the
+  task's GPUs and the run inherits it (with the default 0, Ray may hide every GPU from the run, so pass
+  --gpus-per-run for GPU training). Without `--address` a local Ray starts with --jobs x --cpus-per-run CPUs, so
+  --jobs runs go at once; `--address auto` or `--address HOST:6379` joins a running cluster (`ray start --head`),
+  whose resources then decide how many run at once. On a cluster, every node needs this checkout and OUT at the
+  same paths (a shared file system): a task runs `run_rl.py` from the driver's checkout and writes into OUT.
+  The resume decision (--resume / --overwrite) is made when the task starts, on the node that runs it, so a task
+  Ray retries after a lost node continues from its last checkpoint.
+- `pool`: the old local pool of `--jobs` threads, each waiting on one subprocess; the fallback without Ray.
 
     python scripts/sweep.py run --configs hopper-medium walker2d-medium --backbones transformer mingru minlstm \
         --seeds 0 1 2 --steps 20000 --out runs/sweep --jobs 2 --set eval_every=5000
+    python scripts/sweep.py run ... --engine ray --address auto --cpus-per-run 4 --gpus-per-run 0.5
     python scripts/sweep.py table --out runs/sweep          # table.csv, table.json, table.md, curves_*.png
     python scripts/sweep.py table --out runs/sweep --docs docs --splice docs/RESULTS.md   # ... into the docs too
 
@@ -18,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
+import math
 import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +153,78 @@ def existing_cells(out: Path, configs: list[str] | None = None) -> list[tuple[st
     return found
 
 
+def run_cell(
+    out: Path, cell: tuple[str, str, int], steps: int, threads: int, overrides: list[str], recurrent: list[str]
+) -> tuple[tuple[str, str, int], int, float]:
+    """Train one cell to completion (or failure) as a `run_rl.py train` subprocess, appending to its .log next to
+    the run directory; (cell, exit code, seconds). The command, and so --resume, is decided here, when it starts."""
+    rd = run_dir(out, *cell)
+    rd.parent.mkdir(parents=True, exist_ok=True)
+    cmd = train_command(out, *cell, steps, threads, overrides, recurrent)
+    t0 = time.time()
+    with open(rd.parent / f"{rd.name}.log", "a") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return cell, rc, time.time() - t0
+
+
+def _report(cell: tuple, rc: int, seconds: float) -> None:
+    print(f"{'/'.join(map(str, cell))}: exit {rc} after {seconds:.0f} s", flush=True)
+
+
+def run_pool(args: argparse.Namespace, out: Path, todo: list[tuple[str, str, int]]) -> list[tuple]:
+    """The local engine: `--jobs` threads, each waiting on one subprocess; returns the failed cells."""
+    failed = []
+    with ThreadPoolExecutor(args.jobs) as pool:
+        jobs = [pool.submit(run_cell, out, c, args.steps, args.threads, args.set, args.recurrent_set) for c in todo]
+        for job in as_completed(jobs):
+            cell, rc, seconds = job.result()
+            _report(cell, rc, seconds)
+            if rc != 0:
+                failed.append(cell)
+    return failed
+
+
+def run_ray(args: argparse.Namespace, out: Path, todo: list[tuple[str, str, int]]) -> list[tuple]:
+    """The Ray engine: one task per cell with its CPU/GPU share; returns the failed cells (a task that raised or
+    whose node was lost counts as failed; its run directory stays resumable)."""
+    import ray
+
+    module = sys.modules.get(run_cell.__module__)
+    if module is not None and module.__name__ != "__main__":
+        # Imported as a module (`import sweep`): Ray's workers could not import this script by that name, so ship
+        # its functions by value (cloudpickle's register_pickle_by_value, as for __main__ and unlisted modules).
+        ray.cloudpickle.register_pickle_by_value(module)
+    cpus = args.cpus_per_run if args.cpus_per_run is not None else args.threads
+    started_here = not ray.is_initialized()
+    if started_here:
+        local = {"num_cpus": math.ceil(args.jobs * cpus), "include_dashboard": False} if args.address is None else {}
+        ray.init(address=args.address, log_to_driver=False, **local)
+    try:
+        task = ray.remote(run_cell).options(num_cpus=cpus, num_gpus=args.gpus_per_run, max_retries=1)
+        pending = {task.remote(out, c, args.steps, args.threads, args.set, args.recurrent_set): c for c in todo}
+        failed = []
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            cell = pending.pop(ready)
+            try:
+                _, rc, seconds = ray.get(ready)
+            except ray.exceptions.RayError as err:
+                print(f"{'/'.join(map(str, cell))}: Ray task failed: {type(err).__name__}: {err}", flush=True)
+                failed.append(cell)
+                continue
+            _report(cell, rc, seconds)
+            if rc != 0:
+                failed.append(cell)
+        return failed
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def ray_available() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
 def run_matrix(args: argparse.Namespace) -> None:
     out = Path(args.out)
     # Seed-major: a sweep cut short still covers every dataset and backbone before it adds seeds.
@@ -146,20 +232,9 @@ def run_matrix(args: argparse.Namespace) -> None:
     if args.check_data:
         set_aside_stale(out, existing_cells(out, args.configs), current_data(args.configs, args.set))
     todo = [cell for cell in cells if not (run_dir(out, *cell) / "results.json").exists()]
-    print(f"{len(cells)} runs, {len(cells) - len(todo)} already finished, {len(todo)} to go")
-
-    def one(cell: tuple[str, str, int]) -> tuple[tuple, int, float]:
-        rd = run_dir(out, *cell)
-        rd.parent.mkdir(parents=True, exist_ok=True)
-        cmd = train_command(out, *cell, args.steps, args.threads, args.set, args.recurrent_set)
-        t0 = time.time()
-        with open(rd.parent / f"{rd.name}.log", "a") as log:
-            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        print(f"{'/'.join(map(str, cell))}: exit {rc} after {time.time() - t0:.0f} s", flush=True)
-        return cell, rc, time.time() - t0
-
-    with ThreadPoolExecutor(args.jobs) as pool:
-        failed = [cell for cell, rc, _ in pool.map(one, todo) if rc != 0]
+    engine = args.engine if args.engine != "auto" else ("ray" if ray_available() else "pool")
+    print(f"{len(cells)} runs, {len(cells) - len(todo)} already finished, {len(todo)} to go ({engine})")
+    failed = (run_ray if engine == "ray" else run_pool)(args, out, todo) if todo else []
     write_table(out)
     if failed:
         sys.exit(f"{len(failed)} runs failed: {failed}; see their .log files next to the run directories")
@@ -458,8 +533,21 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--steps", type=int, required=True, help="gradient steps per run")
     r.add_argument("--out", required=True)
-    r.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    r.add_argument("--jobs", type=int, default=1, help="runs in parallel on this machine (pool, or a local Ray)")
     r.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    r.add_argument(
+        "--engine",
+        choices=["auto", "ray", "pool"],
+        default="auto",
+        help="ray: one Ray task per run; pool: local threads; auto (default): ray when installed, else pool",
+    )
+    r.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join ('auto' or HOST:PORT); default: start a local Ray with --jobs x --cpus-per-run CPUs",
+    )
+    r.add_argument("--cpus-per-run", type=float, default=None, help="Ray CPUs per run (default: --threads)")
+    r.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray GPUs per run; 0.5 puts two runs on a GPU")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     r.add_argument(
         "--recurrent-set",
@@ -503,6 +591,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     a = ap.parse_args(argv)
     if a.cmd == "run":
+        if a.jobs < 1:
+            ap.error(f"--jobs must be >= 1, got {a.jobs}")
+        if a.engine == "ray" and not ray_available():
+            ap.error('--engine ray needs Ray: pip install -e ".[ray]" (or pip install ray), or use --engine pool')
+        if a.engine == "pool" and (a.address or a.gpus_per_run or a.cpus_per_run is not None):
+            ap.error("--address, --cpus-per-run and --gpus-per-run are Ray options; add --engine ray")
         for c in a.configs:
             if not (ROOT / "configs" / f"{c}.yaml").is_file():
                 ap.error(

@@ -10,6 +10,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Offscreen rendering for the video tests: MuJoCo picks its GL backend when first imported, which may be in any test.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path

@@ -18,8 +18,14 @@ def test_defaults_are_dt() -> None:
     assert cfg.rtg_scale == 1000.0
 
 
-def test_base_yaml_equals_defaults() -> None:
-    assert load_config(CONFIGS / "base.yaml") == TrainConfig()
+@pytest.mark.parametrize("path", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_shipped_configs_hold_only_what_differs(path: str) -> None:
+    """The defaults have one source, TrainConfig: a shipped YAML file never restates one."""
+    defaults = TrainConfig().to_dict()
+    restated = {
+        k: v for k, v in load_yaml(CONFIGS / path).items() if config_from_dict({k: v}).to_dict()[k] == defaults[k]
+    }
+    assert restated == {}, f"{path} restates defaults: {restated}"
 
 
 @pytest.mark.parametrize("path", sorted(p.name for p in CONFIGS.glob("*.yaml")))
@@ -56,12 +62,18 @@ def test_unknown_key_suggests_and_lists() -> None:
     ("override", "match"),
     [
         ("context_len=0", r"context_len must be >= 1, got 0"),
+        ("context_len=-3", r"context_len must be >= 1, got -3"),
+        ("batch_size=0", r"batch_size must be >= 1, got 0"),
         ("lr=0", r"lr must be > 0, got 0.0"),
         ("lr=-1e-3", r"lr must be > 0"),
         ("context_len=abc", r"config key 'context_len' expects an integer, got 'abc'"),
         ("context_len=2.5", r"expects an integer, got 2.5"),
         ("bf16=maybe", r"config key 'bf16' expects true or false"),
-        ("backbone=mingur", r"backbone='mingur' is not valid \(did you mean 'mingru'\?\)"),
+        (
+            "backbone=mingur",
+            r"backbone='mingur' is not valid \(did you mean 'mingru'\?\); use one of \['mingru', 'minlstm'",
+        ),
+        ("backbone=mamba", r"backbone='mamba' is not valid"),
         ("dropout=1.0", r"dropout must be in \[0, 1\)"),
         ("eval_vector=asynk", r"eval_vector='asynk' is not valid \(did you mean 'async'\?\)"),
         ("scan_backend=triton_chunk", r"scan_backend='triton_chunk' is not valid \(did you mean 'triton_chunked'\?\)"),
@@ -70,6 +82,7 @@ def test_unknown_key_suggests_and_lists() -> None:
     ],
 )
 def test_bad_values(override: str, match: str) -> None:
+    """The table of bad config values (the CLI's paths to them: tests/cli/test_errors.py)."""
     with pytest.raises(ValueError, match=match):
         load_config(None, [override])
 

@@ -1,5 +1,7 @@
 """Loading Minari datasets and D4RL-layout HDF5 files: splitting, RTG, scores and every validation error."""
 
+import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 from envs import load_dataset
-from envs.datasets import split_episodes
+from envs.datasets import infer_timeouts, split_episodes
 
 
 # --- D4RL -------------------------------------------------------------------------------------------------------
@@ -87,10 +89,74 @@ def _with(arrays: dict, **changes: np.ndarray) -> dict:
 
 
 def test_missing_key_error(d4rl_file, write_d4rl: Callable[..., Path]) -> None:
-    arrays = {k: v for k, v in d4rl_file.arrays.items() if k != "timeouts"}
+    arrays = {k: v for k, v in d4rl_file.arrays.items() if k != "terminals"}
     path = write_d4rl(arrays)
-    with pytest.raises(ValueError, match=r"missing key 'timeouts' in .*hopper-bad\.hdf5"):
+    with pytest.raises(ValueError, match=r"missing key 'terminals' in .*hopper-bad\.hdf5"):
         load_dataset(f"d4rl:{path}")
+
+
+def test_missing_timeouts_are_inferred_from_terminals_and_the_time_limit(write_d4rl) -> None:
+    """An old-style file: 2 episodes of 1000 steps (time limit), one that falls at step 300, a 50-step tail."""
+    lengths = [1000, 1000, 300, 50]
+    n = sum(lengths)
+    rng = np.random.default_rng(0)
+    terminals = np.zeros(n, bool)
+    terminals[2000 + 299] = True
+    arrays = {
+        "observations": rng.normal(size=(n, 11)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, size=(n, 3)).astype(np.float32),
+        "rewards": rng.normal(size=n).astype(np.float32),
+        "terminals": terminals,
+    }
+    path = write_d4rl(arrays, name="hopper-medium-v0.hdf5")
+    with pytest.warns(UserWarning, match=r"no 'timeouts' \(older D4RL files lack it\); episode ends are inferred"):
+        store = load_dataset(f"d4rl:{path}")
+    assert [len(ep.rewards) for ep in store.episodes] == lengths
+    assert [ep.terminated for ep in store.episodes] == [False, False, True, False]
+    assert [ep.truncated for ep in store.episodes] == [True, True, False, True]
+    assert infer_timeouts(terminals).sum() == 2
+
+
+def test_directory_spec_says_directory(tmp_path: Path, d4rl_file) -> None:
+    (tmp_path / "hopper-medium-v2.hdf5").write_bytes(d4rl_file.path.read_bytes())
+    with pytest.raises(
+        IsADirectoryError,
+        match=r"is a directory, not an HDF5 file; pass the file itself, e.g. "
+        r"'d4rl:.*hopper-medium-v2\.hdf5' \(it holds \['hopper-medium-v2.hdf5'\]\)",
+    ):
+        load_dataset(f"d4rl:{tmp_path}")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "text"])
+def test_unreadable_hdf5_names_path_and_fix(tmp_path: Path, d4rl_file, kind: str) -> None:
+    data = d4rl_file.path.read_bytes()
+    path = tmp_path / "hopper-medium-v2.hdf5"
+    path.write_bytes(data[: len(data) // 2] if kind == "truncated" else b"<html>404 Not Found</html>")
+    with pytest.raises(
+        ValueError,
+        match=rf"cannot read {re.escape(str(path))} \(\d+ bytes\) as HDF5: .*"
+        r"truncated \(an interrupted download or copy\) or not an HDF5 file: download or copy it again",
+    ):
+        load_dataset(f"d4rl:{path}")
+
+
+def test_actions_outside_bounds_warn_on_load(d4rl_file, write_d4rl) -> None:
+    actions = d4rl_file.arrays["actions"].copy()
+    actions[12] = [50.0, 0.0, 0.0]
+    path = write_d4rl(_with(d4rl_file.arrays, actions=actions))
+    with pytest.warns(
+        UserWarning,
+        match=r"1 of \d+ actions lie outside Hopper-v5's action bounds \[-1, 1\] "
+        r"\(first at index 12: \[50.0, 0.0, 0.0\]; largest excess 49\)",
+    ):
+        store = load_dataset(f"d4rl:{path}")
+    assert store.actions[12, 0] == 50.0  # kept as is: the warning says what evaluation will do with such actions
+
+
+def test_in_bounds_actions_load_without_warning(d4rl_file) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(f"d4rl:{d4rl_file.path}")
 
 
 def test_mismatched_lengths_error(d4rl_file, write_d4rl) -> None:

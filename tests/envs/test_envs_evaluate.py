@@ -1,6 +1,7 @@
 """Vectorised evaluation equals a plain single-env loop with the same seeds; EvalResult; policy errors."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -142,3 +143,32 @@ def test_make_env_shorthands() -> None:
     env.close()
     with pytest.raises(ValueError, match=r"unknown environment 'hoper'.*'hopper'"):
         make_env("hoper")
+
+
+class _Constant:
+    """Always the same action in every slot."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def reset(self, n_envs: int) -> None:
+        pass
+
+    def act(self, obs: np.ndarray, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        return np.full((len(obs), 3), self.value)
+
+
+def test_actions_outside_the_bounds_are_clipped_with_a_warning() -> None:
+    """50 where Hopper's bound is 1: a warning naming the values and the fix, and exactly the returns of 1.0."""
+    kwargs = {"n_episodes": 2, "n_envs": 2, "seed": 0, "vector": "sync", "max_steps": 8}
+    with pytest.warns(
+        UserWarning,
+        match=r"actions outside the action space \[-1, 1\] \(slot 0: \[50.0, 50.0, 50.0\]\);"
+        r" they are clipped to the bounds before stepping. Scale the policy's output",
+    ) as record:
+        over = evaluate(_Constant(50.0), "hopper", **kwargs)
+    assert sum("outside the action space" in str(w.message) for w in record) == 1  # once, not once per step
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # in bounds: silent
+        at_bound = evaluate(_Constant(1.0), "hopper", **kwargs)
+    np.testing.assert_array_equal(over.returns, at_bound.returns)

@@ -1,4 +1,4 @@
-"""D4RL-normalised scores against hand-computed numbers (ANCHORS §3)."""
+"""D4RL-normalised scores against hand-computed numbers (D4RL's d4rl/infos.py references)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""TrajectoryStore: construction, sampler shapes/masks/padding, weighting by length."""
+"""TrajectoryStore: construction, sampler shapes/masks/padding, weighting by length, burn-in windows."""
 
 import numpy as np
 import pytest
@@ -109,6 +109,44 @@ def test_segments_right_padded() -> None:
             assert (b["timesteps"][:, 0] == 0).all()
     b = s.sample_segments(64, max_len=8, rng=np.random.default_rng(3), start="random")
     assert (b["timesteps"][:, 0] > 0).any()  # the 10-step episode gets random starts 0..2
+
+
+def _burn_in_reference(store: TrajectoryStore, B: int, K: int, burn_in: int, seed: int) -> dict:
+    """sample_burn_in written as a plain loop over rows and steps, from the same random draws."""
+    rng = np.random.default_rng(seed)
+    eps = store.episode_of_step[rng.integers(0, store.num_transitions, size=B)]
+    starts = np.floor(rng.random(B) * store.episode_lengths[eps]).astype(np.int64)
+    L = burn_in + K
+    out = {
+        "states": np.zeros((B, L, store.obs_dim), np.float32), "actions": np.zeros((B, L, store.act_dim), np.float32),
+        "rewards": np.zeros((B, L), np.float32), "rtg": np.zeros((B, L), np.float32),
+        "timesteps": np.zeros((B, L), np.int64), "mask": np.zeros((B, L), bool),
+    }  # fmt: skip
+    for row, (ep, s) in enumerate(zip(eps, starts)):
+        episode = store.episodes[ep]
+        for j in range(L):
+            t = s - burn_in + j
+            if 0 <= t < len(episode):
+                out["states"][row, j] = episode.observations[t]
+                out["actions"][row, j] = episode.actions[t]
+                out["rewards"][row, j] = episode.rewards[t]
+                out["rtg"][row, j] = episode.rtg[t]
+                out["timesteps"][row, j] = t
+                out["mask"][row, j] = True
+    return out
+
+
+@pytest.mark.parametrize(("K", "burn_in"), [(4, 3), (1, 12), (12, 1), (3, 0)])
+def test_burn_in_matches_a_plain_loop(K: int, burn_in: int) -> None:
+    store = _store()
+    b = store.sample_burn_in(64, K, burn_in, np.random.default_rng(5))
+    _check_batch(b, 64, burn_in + K)
+    want = _burn_in_reference(store, 64, K, burn_in, seed=5)
+    for key in BATCH_KEYS:
+        np.testing.assert_array_equal(b[key], want[key], err_msg=key)
+    assert b["mask"][:, burn_in].all()  # the window's first step is always a real step
+    if burn_in:
+        assert not b["mask"][:, 0].all()  # windows near an episode start get left padding
 
 
 def test_weighting_by_length() -> None:

@@ -220,7 +220,7 @@ def load_actor(path: str | Path) -> tuple[Actor, dict]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"actor file {path} does not exist; list shipped ones in agents/policies/")
+        raise FileNotFoundError(f"actor file {path} does not exist; list shipped ones in agents/behaviour/policies/")
     with safe_open(str(path), "pt") as f:
         meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
     for key in ("obs_dim", "act_dim", "hidden", "act_low", "act_high"):
@@ -233,14 +233,89 @@ def load_actor(path: str | Path) -> tuple[Actor, dict]:
     return actor.eval(), meta
 
 
-def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
-    """Train SAC into `run_dir`, resuming from its state.pt when one exists. Returns the run directory."""
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
+@dataclasses.dataclass
+class Learner:
+    """The networks, their optimisers and the entropy temperature of one SAC run."""
 
-    run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "actors").mkdir(exist_ok=True)
+    actor: Actor
+    critic: TwinQ
+    critic_target: TwinQ
+    log_alpha: torch.Tensor
+    actor_opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer
+    alpha_opt: torch.optim.Optimizer
+    target_entropy: float
+
+    @classmethod
+    def build(cls, cfg: SACConfig, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray) -> Learner:
+        actor = Actor(obs_dim, act_dim, cfg.hidden, low, high)
+        critic = TwinQ(obs_dim, act_dim, cfg.hidden)
+        critic_target = TwinQ(obs_dim, act_dim, cfg.hidden)
+        critic_target.load_state_dict(critic.state_dict())
+        log_alpha = torch.zeros(1, requires_grad=True)
+        return cls(
+            actor, critic, critic_target, log_alpha, torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr),
+            torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr), torch.optim.Adam([log_alpha], lr=cfg.alpha_lr),
+            target_entropy=-float(act_dim),
+        )  # fmt: skip
+
+    def state_dict(self) -> dict:
+        return {
+            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach(),
+            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+        }  # fmt: skip
+
+    def load_state_dict(self, st: dict) -> None:
+        self.actor.load_state_dict(st["actor"])
+        self.critic.load_state_dict(st["critic"])
+        self.critic_target.load_state_dict(st["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(st["log_alpha"])
+        self.actor_opt.load_state_dict(st["actor_opt"])
+        self.critic_opt.load_state_dict(st["critic_opt"])
+        self.alpha_opt.load_state_dict(st["alpha_opt"])
+
+
+def update(learner: Learner, b: dict[str, torch.Tensor], cfg: SACConfig) -> dict[str, torch.Tensor]:
+    """One SAC update on batch ``b``: twin critics, actor, temperature, Polyak target. Returns the losses/ scalars."""
+    actor, critic = learner.actor, learner.critic
+    alpha = learner.log_alpha.exp().detach()
+    with torch.no_grad():  # soft Bellman target (SAC eq. 3)
+        next_a, next_logp = actor.sample(b["next_obs"])
+        q_next = learner.critic_target(b["next_obs"], next_a).min(0).values - alpha * next_logp
+        target = b["rewards"] + cfg.gamma * (~b["terminated"]).float() * q_next
+    q = critic(b["obs"], b["actions"])
+    critic_loss = F.mse_loss(q, target.expand_as(q)) * 2  # sum over the two critics, as CleanRL
+    learner.critic_opt.zero_grad(set_to_none=True)
+    critic_loss.backward()
+    learner.critic_opt.step()
+
+    a, logp = actor.sample(b["obs"])
+    for p in critic.parameters():
+        p.requires_grad_(False)
+    actor_loss = (alpha * logp - critic(b["obs"], a).min(0).values).mean()
+    learner.actor_opt.zero_grad(set_to_none=True)
+    actor_loss.backward()
+    learner.actor_opt.step()
+    for p in critic.parameters():
+        p.requires_grad_(True)
+
+    alpha_loss = -(learner.log_alpha * (logp.detach() + learner.target_entropy)).mean()  # automatic entropy tuning
+    learner.alpha_opt.zero_grad(set_to_none=True)
+    alpha_loss.backward()
+    learner.alpha_opt.step()
+
+    with torch.no_grad():
+        for p, pt in zip(critic.parameters(), learner.critic_target.parameters()):
+            pt.lerp_(p, cfg.tau)
+    return {"critic_loss": critic_loss, "actor_loss": actor_loss, "alpha": alpha, "q_mean": q.mean()}
+
+
+def resolve_config(cfg: SACConfig, run: Path) -> SACConfig:
+    """``cfg``, or the config of the run already in ``run`` (with the larger ``total_steps``); written to
+    config.json. ValueError if ``run`` holds another env or seed."""
     cfg_path = run / "config.json"
     if cfg_path.exists():
         saved = json.loads(cfg_path.read_text())
@@ -252,36 +327,41 @@ def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
         cfg = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k != "total_steps"})
         cfg = dataclasses.replace(cfg, total_steps=max(cfg.total_steps, saved["total_steps"]))
     cfg_path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    return cfg
 
+
+def evaluate_and_store(actor: Actor, cfg: SACConfig, run: Path, meta: dict, step: int) -> float:
+    """Evaluate ``actor`` (deterministic episodes), store it under actors/ and log the row in evals.jsonl."""
+    rets = evaluate_actor(actor, cfg.env_id, cfg.eval_episodes, seed=10_000 + step)
+    name = f"step_{step:07d}.safetensors"
+    mean, std = float(rets.mean()), float(rets.std())
+    save_actor(actor, run / "actors" / name, {**meta, "step": step, "eval_return_mean": mean, "eval_return_std": std})
+    with open(run / "evals.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, "return_mean": mean, "return_std": std, "actor": f"actors/{name}"}) + "\n")
+    return float(rets.mean())
+
+
+def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
+    """Train SAC into `run_dir`, resuming from its state.pt when one exists. Returns the run directory."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    run = Path(run_dir)
+    (run / "actors").mkdir(parents=True, exist_ok=True)
+    cfg = resolve_config(cfg, run)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     env = make_env(cfg.env_id)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     low, high = env.action_space.low, env.action_space.high
-
-    actor = Actor(obs_dim, act_dim, cfg.hidden, low, high)
-    critic = TwinQ(obs_dim, act_dim, cfg.hidden)
-    critic_target = TwinQ(obs_dim, act_dim, cfg.hidden)
-    critic_target.load_state_dict(critic.state_dict())
-    log_alpha = torch.zeros(1, requires_grad=True)
-    target_entropy = -float(act_dim)
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
-    alpha_opt = torch.optim.Adam([log_alpha], lr=cfg.alpha_lr)
+    learner = Learner.build(cfg, obs_dim, act_dim, low, high)
     buffer = ReplayBuffer(run / "buffer", cfg.total_steps, obs_dim, act_dim)
 
     step, episode = 0, 0
     if (run / "state.pt").exists():
         st = torch.load(run / "state.pt", weights_only=True)  # tensors, ints and dicts only: no code runs
-        actor.load_state_dict(st["actor"])
-        critic.load_state_dict(st["critic"])
-        critic_target.load_state_dict(st["critic_target"])
-        with torch.no_grad():
-            log_alpha.copy_(st["log_alpha"])
-        actor_opt.load_state_dict(st["actor_opt"])
-        critic_opt.load_state_dict(st["critic_opt"])
-        alpha_opt.load_state_dict(st["alpha_opt"])
+        learner.load_state_dict(st)
         torch.set_rng_state(st["torch_rng"])
         rng.bit_generator.state = st["np_rng"]
         step, episode = st["step"], st["episode"]
@@ -289,15 +369,9 @@ def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
         if step > 0 and not (buffer.data["terminated"][step - 1] or buffer.data["truncated"][step - 1]):
             buffer.data["truncated"][step - 1] = True  # the episode in flight at the kill is cut here
     meta = {
-        "env_id": cfg.env_id,
-        "obs_dim": obs_dim,
-        "act_dim": act_dim,
-        "hidden": cfg.hidden,
-        "act_low": low.tolist(),
-        "act_high": high.tolist(),
-        "algorithm": "SAC",
-        "seed": cfg.seed,
-    }
+        "env_id": cfg.env_id, "obs_dim": obs_dim, "act_dim": act_dim, "hidden": cfg.hidden, "act_low": low.tolist(),
+        "act_high": high.tolist(), "algorithm": "SAC", "seed": cfg.seed,
+    }  # fmt: skip
 
     writer = SummaryWriter(str(run / "tb"), purge_step=step)
     obs, _ = env.reset(seed=cfg.seed + 1000 * episode)
@@ -308,13 +382,10 @@ def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
         if step < cfg.learning_starts:
             action = rng.uniform(low, high).astype(np.float32)
         else:
-            action = actor.act(obs[None], deterministic=False)[0]
+            action = learner.actor.act(obs[None], deterministic=False)[0]
         next_obs, reward, term, trunc, _ = env.step(action)
         buffer.add(obs, next_obs, action, reward, term, trunc)
-        ep_ret += reward
-        ep_len += 1
-        obs = next_obs
-        step += 1
+        ep_ret, ep_len, obs, step = ep_ret + reward, ep_len + 1, next_obs, step + 1
         if term or trunc:
             writer.add_scalar("charts/episodic_return", ep_ret, step)
             writer.add_scalar("charts/episodic_length", ep_len, step)
@@ -323,84 +394,21 @@ def train(cfg: SACConfig, run_dir: str | Path, progress: bool = True) -> Path:
             ep_ret, ep_len = 0.0, 0
 
         if step >= cfg.learning_starts:
-            b = buffer.sample(rng, cfg.batch_size)
-            alpha = log_alpha.exp().detach()
-            with torch.no_grad():  # soft Bellman target (SAC eq. 3)
-                next_a, next_logp = actor.sample(b["next_obs"])
-                q_next = critic_target(b["next_obs"], next_a).min(0).values - alpha * next_logp
-                target = b["rewards"] + cfg.gamma * (~b["terminated"]).float() * q_next
-            q = critic(b["obs"], b["actions"])
-            critic_loss = F.mse_loss(q, target.expand_as(q)) * 2  # sum over the two critics, as CleanRL
-            critic_opt.zero_grad(set_to_none=True)
-            critic_loss.backward()
-            critic_opt.step()
-
-            a, logp = actor.sample(b["obs"])
-            for p in critic.parameters():
-                p.requires_grad_(False)
-            actor_loss = (alpha * logp - critic(b["obs"], a).min(0).values).mean()
-            actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            actor_opt.step()
-            for p in critic.parameters():
-                p.requires_grad_(True)
-
-            alpha_loss = -(log_alpha * (logp.detach() + target_entropy)).mean()  # automatic entropy tuning
-            alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            alpha_opt.step()
-
-            with torch.no_grad():
-                for p, pt in zip(critic.parameters(), critic_target.parameters()):
-                    pt.lerp_(p, cfg.tau)
+            losses = update(learner, buffer.sample(rng, cfg.batch_size), cfg)
             if step % 1000 == 0:
-                writer.add_scalar("losses/critic_loss", critic_loss.item(), step)
-                writer.add_scalar("losses/actor_loss", actor_loss.item(), step)
-                writer.add_scalar("losses/alpha", alpha.item(), step)
-                writer.add_scalar("losses/q_mean", q.mean().item(), step)
+                for key, value in losses.items():
+                    writer.add_scalar(f"losses/{key}", value.item(), step)
                 writer.add_scalar("charts/SPS", (step - sps_step) / (time.time() - t0), step)
                 t0, sps_step = time.time(), step
 
         if step % cfg.eval_every == 0:
-            rets = evaluate_actor(actor, cfg.env_id, cfg.eval_episodes, seed=10_000 + step)
-            name = f"step_{step:07d}.safetensors"
-            save_actor(
-                actor,
-                run / "actors" / name,
-                {**meta, "step": step, "eval_return_mean": float(rets.mean()), "eval_return_std": float(rets.std())},
-            )
-            with open(run / "evals.jsonl", "a") as f:
-                f.write(
-                    json.dumps(
-                        {
-                            "step": step,
-                            "return_mean": float(rets.mean()),
-                            "return_std": float(rets.std()),
-                            "actor": f"actors/{name}",
-                        }
-                    )
-                    + "\n"
-                )
-            writer.add_scalar("eval/return_mean", rets.mean(), step)
-            bar.set_postfix(eval_return=f"{rets.mean():.0f}")
+            ret = evaluate_and_store(learner.actor, cfg, run, meta, step)
+            writer.add_scalar("eval/return_mean", ret, step)
+            bar.set_postfix(eval_return=f"{ret:.0f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
             buffer.flush()
-            _atomic_torch_save(
-                {
-                    "actor": actor.state_dict(),
-                    "critic": critic.state_dict(),
-                    "critic_target": critic_target.state_dict(),
-                    "log_alpha": log_alpha.detach(),
-                    "actor_opt": actor_opt.state_dict(),
-                    "critic_opt": critic_opt.state_dict(),
-                    "alpha_opt": alpha_opt.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "np_rng": rng.bit_generator.state,
-                    "step": step,
-                    "episode": episode,
-                },
-                run / "state.pt",
-            )
+            state = {"torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state, "step": step}
+            _atomic_torch_save({**learner.state_dict(), **state, "episode": episode}, run / "state.pt")
             writer.flush()
         bar.update(1)
     bar.close()

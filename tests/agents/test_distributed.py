@@ -20,7 +20,7 @@ import pytest
 from agents.distributed import DistInfo, PeerError, fingerprint, init_from_env, process_group
 from agents.trainer import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "--env", "Hopper-v5", "--dim", "32", "--depth", "1", "--context-len", "5", "--batch-size", "8", "--lr", "1e-3",
     "--warmup-steps", "5", "--eval-episodes", "1", "--eval-envs", "1", "--eval-max-steps", "10", "--threads", "1",

@@ -1,6 +1,6 @@
 """D4RL-style dataset recipes: which behaviour policy, how many steps, and how the episodes are put together.
 
-Levels (following D4RL, ANCHORS §3):
+Levels (following D4RL: Fu et al. 2020, "D4RL: Datasets for Deep Data-Driven Reinforcement Learning"):
 
 - ``random``: uniform random actions.
 - ``medium``: sampled-action rollouts of the SAC checkpoint whose score is nearest a target normalised score
@@ -13,14 +13,13 @@ Levels (following D4RL, ANCHORS §3):
 - ``expert``: sampled-action rollouts of the best checkpoint of the run.
 - ``medium-expert``: medium and expert episodes together.
 
-Policies come either from the weights shipped in ``agents/policies/`` (no training needed: a dataset builds in
-minutes) or from a SAC run directory made by ``python -m agents.sac`` (``--sac-run``).
+Policies come either from the weights shipped in ``agents/behaviour/policies/`` (no training needed: a dataset builds in
+minutes) or from a SAC run directory made by ``python -m agents.behaviour.sac`` (``--sac-run``).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import time
@@ -29,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.sac import LOG_STD_MAX, LOG_STD_MIN, load_actor, read_evals
+from agents.behaviour.sac import LOG_STD_MAX, LOG_STD_MIN, load_actor, read_evals
+from envs import provenance
 from envs.collect import CollectedEpisode, dataset_id, rollout, write_dataset
 from envs.make import D4RL_ENV_IDS, make_env
+from envs.provenance import file_sha256
 from envs.scores import D4RL_LEVELS, d4rl_env_key, normalized_score
 
 POLICY_DIR = Path(__file__).parent / "policies"
@@ -71,7 +72,7 @@ class ActorPolicy:
         mean, log_std = np.split(x, 2, axis=-1)
         if self.deterministic:
             u = mean
-        else:  # the same squashed Gaussian as agents.sac.Actor
+        else:  # the same squashed Gaussian as agents.behaviour.sac.Actor
             log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(log_std) + 1)
             u = mean + np.exp(log_std) * self.rng.standard_normal(mean.shape)
         return (np.tanh(u) * self.scale + self.bias).astype(np.float32)
@@ -115,7 +116,7 @@ def pick_checkpoints(
     "normalized_score" added; the replay series is evenly spaced over the checkpoints before medium.
     """
     if not evals:
-        raise ValueError("the SAC run has no evaluations yet; train longer (python -m agents.sac ...)")
+        raise ValueError("the SAC run has no evaluations yet; train longer (python -m agents.behaviour.sac ...)")
     key = d4rl_env_key(env)
     for r in evals:
         r["normalized_score"] = float(normalized_score(key, [r["return_mean"]])[0])
@@ -220,64 +221,21 @@ def _policy_file(key: str, role: str, sac_run: str | Path | None, picks: dict | 
     if key not in index or role not in index[key]["policies"]:
         raise FileNotFoundError(
             f"no shipped {role} policy for {key} in {POLICY_DIR}; train one with "
-            f"`python -m agents.sac --env {D4RL_ENV_IDS[key]} --out sac_runs/{key}` and pass --sac-run sac_runs/{key}"
+            f"`python -m agents.behaviour.sac --env {D4RL_ENV_IDS[key]} --out sac_runs/{key}` and pass "
+            f"--sac-run sac_runs/{key}"
         )
     info = index[key]["policies"][role]
     return POLICY_DIR / info["file"], {"source": "shipped", "sha256": file_sha256(POLICY_DIR / info["file"]), **info}
 
 
 def dataset_stale_reason(spec: str, root: str | Path | None = None) -> str | None:
-    """`stale_reason` for a "minari:<id>" dataset on disk made by `run_rl.py collect`; None for anything else."""
-    from envs.datasets import minari_root
-
-    if not spec.startswith("minari:"):
-        return None
-    meta_path = Path(root or minari_root()) / spec.split(":", 1)[1] / "data" / "metadata.json"
-    if not meta_path.is_file():
-        return None
-    recipe = json.loads(meta_path.read_text()).get("recipe")
-    return stale_reason(recipe) if isinstance(recipe, dict) else None
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """``envs.provenance.dataset_stale_reason`` against the policies shipped in ``POLICY_DIR``."""
+    return provenance.dataset_stale_reason(spec, root, POLICY_DIR)
 
 
 def stale_reason(recipe: dict, policy_dir: Path | None = None) -> str | None:
-    """Why a dataset built from shipped policies no longer matches them (re-shipped since), or None if it does.
-
-    Compares each shipped policy the recipe names with `policy_dir/index.json`: by the weights' sha256 when the
-    recipe recorded it, else by SAC step. Datasets from a SAC run or from uniform actions are never stale here.
-    """
-    policy_dir = Path(policy_dir or POLICY_DIR)
-    index_path = policy_dir / "index.json"
-    if not index_path.exists():
-        return None
-    shipped = {
-        v["file"]: (v["sac_step"], policy_dir / v["file"])
-        for entry in json.loads(index_path.read_text()).values()
-        for v in entry["policies"].values()
-    }
-    pol = recipe.get("policy") or {}
-    used = [pol] if "file" in pol else [v for v in pol.values() if isinstance(v, dict) and "file" in v]
-    used = [u for u in used if u.get("source", "shipped") == "shipped"]
-    used += [
-        {"file": p["policy"], "sac_step": p["sac_step"], **({"sha256": p["sha256"]} if "sha256" in p else {})}
-        for p in pol.get("parts", [])
-        if p["policy"] != "uniform-random"
-    ]
-    for u in used:
-        if u["file"] not in shipped:
-            return f"its policy {u['file']} is no longer shipped"
-        step, path = shipped[u["file"]]
-        if u["sac_step"] != step:
-            return (
-                f"it was built from {u['file']} of SAC step {u['sac_step']:,}; the shipped one is now "
-                f"from step {step:,}"
-            )
-        if "sha256" in u and u["sha256"] != file_sha256(path):
-            return f"the weights shipped as {u['file']} have changed since it was built"
-    return None
+    """``envs.provenance.stale_reason`` (default: against the policies shipped in ``POLICY_DIR``)."""
+    return provenance.stale_reason(recipe, Path(policy_dir or POLICY_DIR))
 
 
 def _replay_from_buffer(sac_run: Path, steps: int) -> list[CollectedEpisode]:
@@ -386,6 +344,7 @@ def build(
         "env_id": env_id,
         "seed": seed,
         "algorithm": "SAC",
+        "policy_dir": str(POLICY_DIR.resolve()),  # where envs.provenance checks the shipped policies it used
         "d4rl_default_size": 1_000_000 if level != "medium-replay" else "replay buffer",
     }
     if level == "random":
@@ -456,11 +415,11 @@ def run_collect(args: argparse.Namespace) -> str:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(
-        description="Ship behaviour policies from a SAC run: python -m agents.recipes "
+        description="Ship behaviour policies from a SAC run: python -m agents.behaviour.recipes "
         "ship --sac-run sac_runs/hopper --env hopper"
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("ship", help="copy a SAC run's medium/expert/replay checkpoints into agents/policies")
+    s = sub.add_parser("ship", help="copy a SAC run's medium/expert/replay checkpoints into agents/behaviour/policies")
     s.add_argument("--sac-run", required=True)
     s.add_argument("--env", required=True)
     s.add_argument("--episodes", type=int, default=10)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.recipes import POLICY_DIR, ActorPolicy, UniformPolicy, build, pick_checkpoints
-from agents.sac import SACConfig, load_actor, read_evals, train
+from agents.behaviour.recipes import POLICY_DIR, ActorPolicy, UniformPolicy, build, pick_checkpoints
+from agents.behaviour.sac import SACConfig, load_actor, read_evals, train
 from envs.collect import rollout
 
 # 64-wide MLPs keep the updates cheap; evaluated and checkpointed every 500 steps
@@ -184,7 +184,7 @@ def test_shipped_policies_build_datasets(tmp_path, monkeypatch):
 
 
 def test_replay_approximation_covers_the_whole_history():
-    from agents.recipes import replay_stretches
+    from agents.behaviour.recipes import replay_stretches
 
     got = replay_stretches([10_000, 30_000, 60_000, 80_000], warmup=5_000, medium_step=90_000)
     assert got == [(0, 5_000, None), (5_000, 10_000, None), (10_000, 30_000, 10_000), (30_000, 60_000, 30_000),
@@ -197,7 +197,7 @@ def test_datasets_from_reshipped_policies_are_flagged_stale(tmp_path, monkeypatc
     """A dataset records which shipped weights made it; re-shipping other weights under the same name is noticed."""
     import shutil
 
-    import agents.recipes as recipes
+    import agents.behaviour.recipes as recipes
 
     pol = tmp_path / "policies"
     shutil.copytree(POLICY_DIR, pol)
@@ -214,6 +214,11 @@ def test_datasets_from_reshipped_policies_are_flagged_stale(tmp_path, monkeypatc
     shutil.copyfile(pol / "hopper_expert.safetensors", pol / "hopper_medium.safetensors")
     why = recipes.dataset_stale_reason("minari:minrnn/hopper/medium-v0", root=root)
     assert why is not None and "hopper_medium.safetensors" in why
+    # the trainer's path: envs alone, with the policy folder the dataset's metadata records
+    from envs.provenance import dataset_stale_reason
+
+    assert dataset_stale_reason("minari:minrnn/hopper/medium-v0", root=root) == why
+    assert dataset_stale_reason("minari:minrnn/hopper/random-v0", root=root) is None
     assert recipes.dataset_stale_reason("minari:minrnn/hopper/medium-replay-v0", root=root) is None
     assert recipes.dataset_stale_reason("minari:minrnn/hopper/random-v0", root=root) is None
 

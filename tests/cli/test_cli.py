@@ -13,7 +13,7 @@ import pytest
 
 import run_rl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_FLAGS = [
     "--dim", "16", "--depth", "1", "--context-len", "4", "--batch-size", "8", "--eval-max-steps", "10",
     "--eval-envs", "2", "--target-returns", "100", "--threads", "1", "--log-every", "10", "--no-progress",
@@ -27,7 +27,7 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 
 def test_documented_train_form_and_eval_reproduces(d4rl_file: Any, tmp_path: Path) -> None:
-    """The exact form from the issue, in a subprocess; then eval --checkpoint reproduces the recorded score."""
+    """The train form README documents, in a subprocess; then eval --checkpoint reproduces the recorded score."""
     out = tmp_path / "runs" / "x"
     cmd = [sys.executable, str(ROOT / "run_rl.py"), "train", "--dataset", f"d4rl:{d4rl_file.path}", "--env",
            "Hopper-v5", "--backbone", "mingru", "--steps", "20", "--eval-episodes", "2", "--out", str(out),
@@ -60,31 +60,6 @@ def test_resume_and_overwrite_flags(d4rl_file: Any, tmp_path: Path, capsys: pyte
     assert json.loads((out / "results.json").read_text())["steps"] == 9
     assert run_main([*base, "--steps", "3", "--overwrite"], capsys)[0] == 0
     assert json.loads((out / "results.json").read_text())["steps"] == 3
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["train", "--contxt-len", "5"], "unknown option '--contxt-len' (did you mean --context-len?); valid options:"),
-        (["train", "--set", "contxt_len=5"], "unknown config key 'contxt_len' (did you mean 'context_len'?)"),
-        (["train", "--context-len", "0"], "context_len must be >= 1, got 0"),
-        (["train", "--lr", "-1"], "lr must be > 0"),
-        (["train", "--lr", "fast"], "config key 'lr' expects a number, got 'fast'"),
-        (["train", "--backbone", "mamba"], "backbone='mamba' is not valid"),
-        (["train", "--dataset", "d4rl:/nonexistent/hopper.hdf5", "--steps", "1"], "no such file"),
-        (["train", "--dataset", "hopper-medium"], "unknown dataset spec 'hopper-medium'"),
-        (["eval", "--checkpoint", "/nonexistent/run"], "does not exist"),
-        (["train", "--resume"], "--resume needs --out"),
-        (["frobnicate"], "invalid choice: 'frobnicate'"),
-    ],
-)
-def test_errors_are_one_line(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if argv[0] == "train" and "--out" not in argv and "--resume" not in argv:
-        argv = [*argv, "--out", str(tmp_path / "run")]
-    code, _, err = run_main(argv, capsys)
-    assert code == 2
-    assert message in err, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_shape_mismatch_dataset(d4rl_file: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,195 @@
+"""Resume state: what the training loop carries between steps, and how it goes into and out of a checkpoint.
+
+Per rank (agents/distributed.py): the numpy sampler RNG, seeded with (seed, rank), and the torch RNGs (dropout),
+seeded per rank so each rank draws its own masks. Rank 0 writes every rank's states into the checkpoint; resuming
+with the same world size puts each rank's states back, so a killed and resumed run ends bit-identical (on CPU) to
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.checkpoint import Checkpoint, save_checkpoint
+from agents.config import TrainConfig
+from agents.distributed import DistInfo, fingerprint
+from envs.store import StoreInfo
+
+__all__ = [
+    "CheckpointWriter",
+    "TrainState",
+    "check_in_sync",
+    "derived_seed",
+    "rank_state",
+    "restore_rng_states",
+    "start_state",
+]
+
+
+@dataclass
+class TrainState:
+    """Progress of one run: the loop updates it, the checkpoint stores it.
+
+    >>> state = TrainState()
+    >>> state.advance(0.5), state.record(41.0, {}), state.advance(0.5), state.record(38.5, {})
+    (1, True, 2, False)
+    >>> state.best, state.best_step, [h["step"] for h in state.history], state.train_time_s
+    (41.0, 1, [1, 2], 1.0)
+    """
+
+    step: int = 0
+    best: float = -math.inf  # best evaluation score so far
+    best_step: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # one evals.jsonl row per evaluation
+    train_time_s: float = 0.0  # seconds spent in update steps (evaluation and checkpoints excluded)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint) -> TrainState:
+        meta = ckpt.meta
+        best = -math.inf if meta["best_score"] is None else meta["best_score"]
+        return cls(meta["step"], best, meta["best_step"], meta["history"], meta["train_time_s"])
+
+    def advance(self, seconds: float) -> int:
+        """Count one update that took ``seconds``; returns the new step."""
+        self.step += 1
+        self.train_time_s += seconds
+        return self.step
+
+    def summary(self, run_dir: Path, final_score: float) -> dict[str, Any]:
+        """What results.json adds for a training run: last and best evaluation, history, training time."""
+        last = self.history[-1] if self.history else {"step": self.step, "score": final_score}
+        return {
+            "train_time_s": self.train_time_s, "last": last, "best": {"step": self.best_step, "score": self.best},
+            "history": self.history, "run_dir": str(run_dir),
+        }  # fmt: skip
+
+    def record(self, score: float, row: dict[str, Any]) -> bool:
+        """Add one evaluation at the current step; True when it is the best so far."""
+        self.history.append({"step": self.step, "score": score, **row})
+        if score > self.best:
+            self.best, self.best_step = score, self.step
+            return True
+        return False
+
+
+def derived_seed(*entropy: int) -> int:
+    """A 32-bit torch seed from integers (numpy SeedSequence: distinct inputs give unrelated streams)."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+
+def rank_state(rng: np.random.Generator, device: torch.device, model: torch.nn.Module | None) -> dict[str, Any]:
+    """This rank's RNG states (sampler, torch CPU, torch CUDA) and, when given, the model's fingerprint."""
+    return {
+        "sampler": rng.bit_generator.state,
+        "torch_cpu": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "fingerprint": None if model is None else fingerprint(model),
+    }
+
+
+def check_in_sync(ranks: list[dict[str, Any]], step: int) -> None:
+    """RuntimeError if the ranks' model fingerprints differ (DDP keeps them equal; this guards the checkpoint)."""
+    prints = {r["fingerprint"] for r in ranks}
+    if len(prints) > 1:
+        raise RuntimeError(f"DDP ranks hold different weights at step {step}; the run cannot be checkpointed")
+
+
+def restore_rng_states(
+    ckpt: Checkpoint, cfg: TrainConfig, dist: DistInfo, device: torch.device, step: int
+) -> np.random.Generator:
+    """Put back this rank's sampler and torch RNG states from ``ckpt``; returns the sampler.
+
+    With the world size the checkpoint was written with, every rank gets its own saved states (exact resume).
+    With another world size there is no saved state for some ranks: each rank re-derives its streams from
+    (seed, rank, step) instead, and the run continues correctly but not bit-identically to an uninterrupted one.
+    """
+    saved_world = ckpt.meta["world_size"]
+    if saved_world == dist.world_size:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = ckpt.meta["sampler_rng_per_rank"][dist.rank]
+        torch.set_rng_state(ckpt.rng[f"torch_cpu.{dist.rank}"])
+        if device.type == "cuda" and f"torch_cuda.{dist.rank}" in ckpt.rng:
+            torch.cuda.set_rng_state(ckpt.rng[f"torch_cuda.{dist.rank}"], device)
+        return rng
+    if dist.is_main:
+        print(
+            f"warning: checkpoint written by {saved_world} process(es), resuming on {dist.world_size}: sampler and "
+            "dropout RNGs re-derived from (seed, rank, step); the run will not match an uninterrupted one exactly",
+            file=sys.stderr,
+        )
+    torch.manual_seed(derived_seed(cfg.seed, dist.rank, step))
+    return np.random.default_rng(np.random.SeedSequence([cfg.seed, dist.rank, step]))
+
+
+def start_state(
+    ckpt: Checkpoint | None,
+    cfg: TrainConfig,
+    dist: DistInfo,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> tuple[TrainState, np.random.Generator]:
+    """(progress, sampler) to start the loop from: fresh, seeded with (seed, rank), or restored from ``ckpt``.
+
+    Also seeds (or restores) this rank's torch RNG, so each rank of a multi-process run draws its own dropout masks
+    (the weights themselves come from rank 0 when DDP wraps the model), and loads the optimizer and scheduler state.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, dist.rank]))
+    if dist.is_distributed:
+        torch.manual_seed(derived_seed(cfg.seed, dist.rank))
+    if ckpt is None:
+        return TrainState(), rng
+    optimizer.load_state_dict(ckpt.optimizer)
+    scheduler.load_state_dict(ckpt.meta["scheduler"])
+    state = TrainState.from_checkpoint(ckpt)
+    return state, restore_rng_states(ckpt, cfg, dist, device, state.step)
+
+
+class CheckpointWriter:
+    """Rank 0's checkpoints of one run: ``step_<step>`` folders with everything a resume or an evaluation needs
+    (agents/checkpoint.py), the weights, optimizer and scheduler as they are when ``save`` is called."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: TrainConfig,
+        store: Any,
+        targets: tuple[float, ...],
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+    ) -> None:
+        self.run_dir, self.model, self.optimizer, self.scheduler = run_dir, model, optimizer, scheduler
+        info: StoreInfo = store.info()
+        self.fixed = {  # what does not change during the run
+            "config": cfg.to_dict(), "obs_dim": store.obs_dim, "act_dim": store.act_dim, "env_id": info.env_id,
+            "store": info.to_dict(), "targets": list(targets), "state_mean": store.state_mean.tolist(),
+            "state_std": store.state_std.tolist(),
+        }  # fmt: skip
+
+    def save(self, state: TrainState, ranks: list[dict[str, Any]], best: bool) -> None:
+        """Checkpoint the current step with every rank's RNG states (``rank_state``); ``best`` also moves "best"."""
+        meta = {
+            "step": state.step, **self.fixed, "scheduler": self.scheduler.state_dict(), "world_size": len(ranks),
+            "sampler_rng_per_rank": [r["sampler"] for r in ranks],
+            "best_score": state.best if state.best > -math.inf else None, "best_step": state.best_step,
+            "history": state.history, "train_time_s": state.train_time_s,
+        }  # fmt: skip
+        rng = {
+            f"{k}.{r}": v
+            for r, rk in enumerate(ranks)
+            for k, v in rk.items()
+            if k.startswith("torch_") and v is not None
+        }
+        pointers = ("latest", "best") if best else ("latest",)
+        name = f"step_{state.step:07d}"
+        save_checkpoint(
+            self.run_dir, name, self.model.state_dict(), meta, self.optimizer.state_dict(), rng, pointers=pointers
+        )

@@ -1,0 +1,177 @@
+"""DT parity: our `dt` recipe against d3rlpy's DecisionTransformer on the same D4RL-layout files and seeds.
+
+Three steps, each resumable (a finished run is skipped)::
+
+    # 1. D4RL-layout files from our Minari datasets (or bring your own D4RL files)
+    python scripts/parity.py export --datasets minrnn/halfcheetah/medium-v0 minrnn/hopper/medium-v0 --out runs/parity
+    # 2. both sides, score against updates (d3rlpy runs in its own venv, see scripts/parity_d3rlpy.py)
+    python scripts/parity.py run --out runs/parity --seeds 0 1 2 --steps 3000 --eval-every 1000 \\
+        --d3rlpy-python .venv-d3rlpy/bin/python
+    # 3. the table (Markdown + JSON) and a plot of score against updates
+    python scripts/parity.py table --out runs/parity
+
+Our side is ``python run_rl.py train --config dt --dataset d4rl:FILE`` (DT's recipe: interleaved tokens, causal
+attention, window acting, lr 1e-4 with a 10k-step warm-up, batch 64, K=20), evaluated on the same targets, episode
+count and reset seeds as the d3rlpy side. Extra agents (e.g. ``--agents dt mingru``) train with the same settings
+and only the backbone changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The lower of DT's two evaluation targets per env (Chen et al. 2021, kzl/decision-transformer gym/experiment.py).
+TARGETS = {"halfcheetah": 6000.0, "hopper": 1800.0, "walker2d": 2500.0}
+ENV_IDS = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
+
+
+def env_key(name: str) -> str:
+    return next(k for k in TARGETS if k in name.lower())
+
+
+def files_in(out: Path) -> list[Path]:
+    return sorted((out / "data").glob("*.hdf5"))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(ROOT))
+    from envs import load_dataset
+    from envs.export import write_d4rl
+
+    for ds in args.datasets:
+        path = args.out / "data" / (ds.split("/")[1] + "-" + ds.split("/")[2].rsplit("-v", 1)[0] + ".hdf5")
+        if path.exists():
+            print(f"{path} exists, kept")
+            continue
+        write_d4rl(load_dataset(f"minari:{ds}"), path)
+        print(f"wrote {path}")
+
+
+def our_command(file: Path, agent: str, seed: int, args: argparse.Namespace, out: Path) -> list[str]:
+    target = TARGETS[env_key(file.name)]
+    return [
+        sys.executable, str(ROOT / "run_rl.py"), "train", "--config", "dt", "--dataset", f"d4rl:{file}",
+        "--backbone", "transformer" if agent == "dt" else agent, "--seed", str(seed), "--steps", str(args.steps),
+        "--eval-every", str(args.eval_every), "--eval-episodes", str(args.episodes), "--threads", "1",
+        "--set", f"target_returns=[{target:g}]", "--set", "checkpoint_every=0", "--set", "histogram_every=0",
+        "--set", "eval_vector=sync", "--set", "progress=false", "--out", str(out),
+    ]  # fmt: skip
+
+
+def d3rlpy_command(file: Path, seed: int, args: argparse.Namespace, out: Path) -> list[str]:
+    key = env_key(file.name)
+    return [
+        args.d3rlpy_python, str(ROOT / "scripts" / "parity_d3rlpy.py"), "--file", str(file), "--env", ENV_IDS[key],
+        "--target", f"{TARGETS[key]:g}", "--steps", str(args.steps), "--eval-every", str(args.eval_every),
+        "--episodes", str(args.episodes), "--seed", str(seed), "--out", str(out),
+    ]  # fmt: skip
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    jobs: list[tuple[list[str], Path]] = []
+    for file in files_in(args.out):
+        for seed in args.seeds:
+            for agent in args.agents:
+                run = args.out / "ours" / f"{file.stem}-{agent}-seed{seed}"
+                if not (run / "results.json").exists():
+                    jobs.append((our_command(file, agent, seed, args, run) + ["--overwrite"], run))
+            if args.d3rlpy_python:
+                res = args.out / "d3rlpy" / f"{file.stem}-seed{seed}.jsonl"
+                if not res.exists():
+                    jobs.append((d3rlpy_command(file, seed, args, res), res))
+    running: list[subprocess.Popen] = []
+    for cmd, where in jobs:
+        while len(running) >= args.jobs:
+            running[0].wait()
+            running = [p for p in running if p.poll() is None]
+        where.parent.mkdir(parents=True, exist_ok=True)
+        print("run:", " ".join(cmd), flush=True)
+        log = open(where.with_suffix(".log"), "w")  # noqa: SIM115 (closed with the process)
+        running.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+    for p in running:
+        p.wait()
+
+
+def read_curves(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
+    """{(dataset, agent): {update: [score per seed]}} from both sides' logs."""
+    curves: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for evals in sorted((out / "ours").glob("*/evals.jsonl")):
+        name, agent, _ = evals.parent.name.rsplit("-", 2)
+        for line in evals.read_text().splitlines():
+            row = json.loads(line)
+            curves.setdefault((name, agent), {}).setdefault(row["step"], []).append(row["score"])
+    for res in sorted((out / "d3rlpy").glob("*.jsonl")):
+        name = res.stem.rsplit("-", 1)[0]
+        for line in res.read_text().splitlines():
+            row = json.loads(line)
+            curves.setdefault((name, "d3rlpy-dt"), {}).setdefault(row["step"], []).append(row["score"])
+    return curves
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    curves = read_curves(args.out)
+    steps = sorted({s for c in curves.values() for s in c})
+    head = "| dataset | agent | seeds | " + " | ".join(f"{s // 1000}k updates" for s in steps) + " |"
+    lines = [head, "|" + "---|" * (3 + len(steps))]
+    for (name, agent), c in sorted(curves.items()):
+        cells = []
+        for s in steps:
+            xs = c.get(s, [])
+            cells.append(f"{np.mean(xs):.1f} ± {np.std(xs):.1f} ({len(xs)})" if xs else "")
+        lines.append(f"| {name} | {agent} | {max(len(v) for v in c.values())} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(table)
+    (args.out / "parity.md").write_text(table + "\n")
+    (args.out / "parity.json").write_text(json.dumps({f"{k[0]}|{k[1]}": v for k, v in curves.items()}, indent=1))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({k[0] for k in curves})
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for (n, agent), c in sorted(curves.items()):
+            if n != name:
+                continue
+            xs = sorted(c)
+            mean = np.array([np.mean(c[s]) for s in xs])
+            std = np.array([np.std(c[s]) for s in xs])
+            ax.plot(xs, mean, marker="o", label=agent)
+            ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
+        ax.set(title=name, xlabel="updates", ylabel="D4RL-normalised score")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "parity.png", dpi=110)
+    print(f"wrote {args.out / 'parity.md'}, parity.json and parity.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="write D4RL-layout files from Minari datasets")
+    e.add_argument("--datasets", nargs="+", required=True, help="Minari ids, e.g. minrnn/hopper/medium-v0")
+    r = sub.add_parser("run", help="train and evaluate both sides")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--steps", type=int, default=3000)
+    r.add_argument("--eval-every", type=int, default=1000)
+    r.add_argument("--episodes", type=int, default=10)
+    r.add_argument("--agents", nargs="+", default=["dt"], help="dt and/or backbones: mingru, minlstm")
+    r.add_argument("--d3rlpy-python", default="", help="python of a venv with d3rlpy 2.8 (omit: our side only)")
+    r.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one thread)")
+    t = sub.add_parser("table", help="tabulate and plot score against updates")
+    for q in (e, r, t):
+        q.add_argument("--out", type=Path, default=Path("runs/parity"))
+    args = p.parse_args(argv)
+    {"export": cmd_export, "run": cmd_run, "table": cmd_table}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

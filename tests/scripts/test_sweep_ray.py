@@ -1,0 +1,92 @@
+"""scripts/sweep.py on Ray: two real tiny `run_rl.py train` runs as Ray tasks, resumed exactly as with the pool."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location("sweep", Path(__file__).resolve().parents[2] / "scripts" / "sweep.py")
+sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sweep)
+
+TINY_RUN = [
+    "dim=16", "depth=1", "context_len=4", "batch_size=8", "eval_max_steps=10", "eval_envs=1", "eval_episodes=1",
+    "target_returns=[100]", "log_every=10", "checkpoint_every=2",
+]  # fmt: skip
+
+
+def test_ray_engine_runs_two_tiny_runs_and_resumes(tmp_path: Path, d4rl_file) -> None:
+    """Two real runs as Ray tasks on a local 2-CPU Ray; then a run cut short resumes, via Ray, and only it."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        base = [
+            "run",
+            "--configs",
+            "hopper-medium",
+            "--backbones",
+            "mingru",
+            "--seeds",
+            "0",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--engine",
+            "ray",
+            "--no-check-data",
+            "--set",
+            f"dataset=d4rl:{d4rl_file.path}",
+        ]
+        base += [a for kv in TINY_RUN for a in ("--set", kv)]  # fmt: skip
+        sweep.main([*base, "--steps", "4"])
+        for seed in (0, 1):
+            res = json.loads((sweep.run_dir(tmp_path, "hopper-medium", "mingru", seed) / "results.json").read_text())
+            assert res["steps"] == 4
+        assert (tmp_path / "table.md").exists()
+        # Seed 1 cut short after its checkpoint at step 4: the next sweep resumes it (and only it) to 6 steps.
+        rd1 = sweep.run_dir(tmp_path, "hopper-medium", "mingru", 1)
+        (rd1 / "results.json").unlink()
+        log0 = (rd1.parent / "seed0.log").read_text()
+        sweep.main([*base, "--steps", "6"])
+        assert json.loads((rd1 / "results.json").read_text())["steps"] == 6
+        evals = [json.loads(line) for line in (rd1 / "evals.jsonl").read_text().splitlines()]
+        assert [e["step"] for e in evals] == [4, 6]  # resumed: a restart (--overwrite) would have only step 6
+        assert (rd1.parent / "seed0.log").read_text() == log0  # finished runs are skipped
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.parametrize("flag", [["--gpus-per-run", "0.5"], ["--address", "auto"], ["--cpus-per-run", "2"]])
+def test_ray_options_need_the_ray_engine(tmp_path: Path, flag: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        sweep.main(["run", "--configs", "hopper-medium", "--steps", "1", "--out", str(tmp_path), "--engine", "pool",
+                    *flag])  # fmt: skip
+    assert "are Ray options; add --engine ray" in capsys.readouterr().err
+
+
+def test_pool_engine_still_runs_without_ray(tmp_path: Path, d4rl_file) -> None:
+    argv = [
+        "run",
+        "--configs",
+        "hopper-medium",
+        "--backbones",
+        "mingru",
+        "--seeds",
+        "0",
+        "--out",
+        str(tmp_path),
+        "--engine",
+        "pool",
+        "--no-check-data",
+        "--steps",
+        "2",
+        "--set",
+        f"dataset=d4rl:{d4rl_file.path}",
+    ]
+    sweep.main(argv + [a for kv in TINY_RUN for a in ("--set", kv)])  # fmt: skip
+    assert (
+        json.loads((sweep.run_dir(tmp_path, "hopper-medium", "mingru", 0) / "results.json").read_text())["steps"] == 2
+    )
