@@ -9,7 +9,8 @@ device's bandwidth. It writes ``bench.json`` and ``bench.png`` (time vs T, log-l
 table. Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA; on CPU it is the peak resident-set growth during
 one run, sampled every millisecond from /proc/self/statm after ``malloc_trim`` (an approximation).
 
-Cases (``--cases``): scan_cpu, scan_triton, scan_triton_chunked, scan_logspace (float64 inside, as the back-end runs),
+Cases (``--cases``): scan_cpu, scan_triton, scan_triton_chunked, scan_fla, scan_fla_fused (fla's HGRN kernels),
+scan_logspace (float64 inside, as the back-end runs),
 scan_logspace_fp32 (eager cumsum + logcumsumexp in fp32, as lucidrains' minGRU), scan_sequential (a loop over T),
 mingru, minlstm (layers), gru, lstm (torch.nn), attention (causal SDPA, one layer), mingru_loop (minGRU stepped in a
 Python loop over T: the paper's sequential baseline). ``step`` measures ``Stack.step`` per token against rerunning
@@ -42,8 +43,8 @@ from minrnn.scan import scan, scan_logspace
 __all__ = ["main"]
 
 ALL_CASES = (
-    "scan_cpu", "scan_triton", "scan_triton_chunked", "scan_logspace", "scan_logspace_fp32", "scan_sequential",
-    "mingru", "minlstm", "gru", "lstm", "attention", "mingru_loop", "step",
+    "scan_cpu", "scan_triton", "scan_triton_chunked", "scan_fla", "scan_fla_fused", "scan_logspace",
+    "scan_logspace_fp32", "scan_sequential", "mingru", "minlstm", "gru", "lstm", "attention", "mingru_loop", "step",
 )  # fmt: skip
 SCAN_CASES = tuple(c for c in ALL_CASES if c.startswith("scan_"))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     for case in [c for c in args.cases if c != "step"]:
-        if case.startswith("scan_triton") and device.type != "cuda":
+        if case.startswith(("scan_triton", "scan_fla")) and device.type != "cuda":
             notes.append(f"{case}: skipped, needs CUDA (tested on CPU under TRITON_INTERPRET=1)")
             continue
         if case == "scan_cpu" and device.type != "cpu":

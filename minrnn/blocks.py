@@ -1,6 +1,6 @@
 """Residual pre-norm blocks and stacks over any sequence mixer (min-RNNs, nn.GRU/LSTM, causal attention).
 
-Block, as in the official code (BorealisAI/minRNNs, ANCHORS §1)::
+Block, as in the official code (BorealisAI/minRNNs, models/minRNNs.py)::
 
     x = x + conv(x)                   # optional causal depthwise conv
     x = x + drop(mixer(norm1(x)))     # minGRU/minLSTM (+ out proj), nn.GRU/LSTM, or causal attention

@@ -39,7 +39,7 @@ def log_g(x: Tensor) -> Tensor:
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Gates and scan run in at least fp32: a forget gate of 0.999 is 1.0 in bf16 (ANCHORS §5)."""
+    """Gates and scan run in at least fp32: a forget gate of 0.999 is 1.0 in bf16, hence fp32 accumulation."""
     return torch.promote_types(dtype, torch.float32)
 
 
@@ -207,7 +207,8 @@ class MinLSTM(_MinRNN):
 
     @staticmethod
     def _d(k_f: Tensor, k_i: Tensor) -> Tensor:
-        """``d = log i - log f``, so that ``f' = σ(-d)`` and ``i' = σ(d)`` (ANCHORS §1), stable for any logits."""
+        """``d = log i - log f``, so that ``f' = σ(-d)`` and ``i' = σ(d)`` (Feng et al. 2024, §3.2), stable for any
+        logits."""
         return F.softplus(-k_f) - F.softplus(-k_i)
 
     def _gate_logits(self, k: Tensor) -> tuple[Tensor, Tensor]:

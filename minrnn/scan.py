@@ -11,12 +11,17 @@ Back-ends:
 
 - ``"sequential"``: a plain loop over T in PyTorch autograd. The reference used by the tests.
 - ``"logspace"``: the Heinsen (2023) parallel scan, ``log h = a* + logcumsumexp(log b - a*)`` with
-  ``a* = cumsum(log a)`` (paper §3.1, ANCHORS §1). Needs ``b >= 0`` and ``h0 >= 0``. It runs in float64 by
+  ``a* = cumsum(log a)`` (Feng et al. 2024 §3.1; Heinsen 2023, "Efficient Parallelization of a Ubiquitous
+  Sequential Computation"). Needs ``b >= 0`` and ``h0 >= 0``. It runs in float64 by
   default because fp32 cancellation between ``a*`` and the logcumsumexp costs ~5e-4 at T=2048.
 - ``"cpu"``: a numba kernel (:mod:`minrnn.scan_cpu`): one pass forward, one reversed pass backward.
 - ``"triton"``: a Triton kernel (:mod:`minrnn.scan_triton`) for CUDA, or for CPU under ``TRITON_INTERPRET=1``.
-- ``"triton_chunked"``: the same in tiles of 32 time steps, each scanned in registers (not yet measured on a GPU).
-- ``"auto"``: ``"triton"`` on CUDA, ``"cpu"`` on CPU; ``"logspace"`` with a warning if the package is missing.
+- ``"triton_chunked"``: the same in tiles of 32 time steps, each scanned in registers.
+- ``"fla"``, ``"fla_fused"``: flash-linear-attention's HGRN kernels (:mod:`minrnn.scan_fla`; optional extra ``fla``),
+  chunked and fused-recurrent, with ``g = log a`` as HGRN's log gate.
+- ``"auto"``: on CPU ``"cpu"``. On CUDA the back-end that ``docs/gpu/bench_scan_backends.json`` (written by
+  ``scripts/bench_gpu.py`` on a GPU) records as ``"fastest"``, if that file exists in the source tree and the back-end
+  is installed; otherwise ``"triton"``. ``"logspace"`` with a warning if the package is missing.
 
 >>> import torch
 >>> a, b = torch.full((1, 3, 1), 0.5), torch.ones(1, 3, 1)
@@ -26,15 +31,21 @@ Back-ends:
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from functools import cache
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["BACKENDS", "resolve_backend", "scan", "scan_logspace", "scan_sequential"]
+__all__ = ["BACKENDS", "cuda_auto_backend", "resolve_backend", "scan", "scan_logspace", "scan_sequential"]
 
-BACKENDS = ("auto", "sequential", "logspace", "cpu", "triton", "triton_chunked")
+BACKENDS = ("auto", "sequential", "logspace", "cpu", "triton", "triton_chunked", "fla", "fla_fused")
+_TRITON_BACKENDS = ("triton", "triton_chunked", "fla", "fla_fused")
+# Measured on a GPU by scripts/bench_gpu.py: {"fastest": <back-end>, ...}. Read by "auto" on CUDA.
+MEASURED = Path(__file__).resolve().parent.parent / "docs" / "gpu" / "bench_scan_backends.json"
 
 # log of 0 is -inf; we clamp to this finite floor so that logcumsumexp's backward never sees -inf - (-inf).
 _LOG_ZERO = -1e30
@@ -65,6 +76,25 @@ def _has_triton() -> bool:
     return True
 
 
+def _has_fla() -> bool:
+    from minrnn.scan_fla import has_fla
+
+    return has_fla()
+
+
+@cache
+def cuda_auto_backend(measured: Path = MEASURED) -> str:
+    """The back-end ``"auto"`` runs on CUDA: ``measured``'s ``"fastest"`` entry when the file exists, names a
+    Triton-based back-end and that back-end is installed; ``"triton"`` otherwise (the default before measurement)."""
+    try:
+        fastest = json.loads(measured.read_text()).get("fastest")
+    except (OSError, ValueError, AttributeError):
+        return "triton"
+    if fastest not in _TRITON_BACKENDS or (fastest.startswith("fla") and not _has_fla()):
+        return "triton"
+    return fastest
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
     """Map ``backend`` (one of :data:`BACKENDS`) to the concrete back-end that will run on ``device``."""
     if backend not in BACKENDS:
@@ -72,7 +102,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         if device.type == "cuda":
             if _has_triton():
-                return "triton"
+                return cuda_auto_backend()
             _warn_once("triton", "triton is not installed; scan falls back to 'logspace' (pip install triton)")
             return "logspace"
         if device.type == "cpu":
@@ -86,9 +116,13 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         if not _has_numba():
             _warn_once("numba", "numba is not installed; scan falls back to 'logspace' (pip install numba)")
             return "logspace"
-    if backend in ("triton", "triton_chunked"):
+    if backend in _TRITON_BACKENDS:
         if not _has_triton():
             raise ValueError(f"scan backend {backend!r} needs the triton package: pip install triton")
+        if backend.startswith("fla") and not _has_fla():
+            from minrnn.scan_fla import MISSING
+
+            raise ValueError(MISSING.format(name=backend))
         if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             raise ValueError(
                 f"scan backend {backend!r} needs CUDA tensors, got device {device}; "
@@ -121,6 +155,10 @@ def scan(a: Tensor, b: Tensor, h0: Tensor | None = None, backend: str = "auto") 
         from minrnn.scan_cpu import scan_cpu
 
         return scan_cpu(a, b, h0)
+    if name in ("fla", "fla_fused"):
+        from minrnn.scan_fla import scan_fla
+
+        return scan_fla(a, b, h0, fused=name == "fla_fused")
     from minrnn.scan_triton import scan_triton
 
     return scan_triton(a, b, h0, chunked=name == "triton_chunked")
@@ -149,7 +187,7 @@ def scan_logspace(
     _check(log_a, log_b, log_h0)
     la = log_a.to(compute_dtype).clamp_min(_LOG_A_MIN)
     lb = log_b.to(compute_dtype).clamp_min(_LOG_ZERO)
-    if log_h0 is not None:  # prepend h0 as step 0 with log a = 0 (ANCHORS §1)
+    if log_h0 is not None:  # prepend h0 as step 0 with log a = 0 (Heinsen 2023)
         la = torch.cat([torch.zeros_like(la[:, :1]), la], dim=1)
         lb = torch.cat([log_h0.to(compute_dtype).clamp_min(_LOG_ZERO)[:, None], lb], dim=1)
     a_star = torch.cumsum(la, dim=1)  # (B, T[+1], D)

@@ -1,4 +1,4 @@
-"""Fast CPU scan: a numba kernel wrapped in a custom autograd Function (ANCHORS §5).
+"""Fast CPU scan: a numba kernel wrapped in a custom autograd Function.
 
 Forward is one pass over T, parallel over (batch, channel-chunk) jobs on ``torch.get_num_threads()`` threads;
 the inner loop runs over a contiguous chunk of D so that LLVM vectorises it. Backward is the reversed scan of the
@@ -42,7 +42,8 @@ def _fwd_rows(a, b, h0, h, i, nt, d0, d1):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True, fastmath=_FLAGS)
 def _bwd_rows(a, h, h0, dy, da, db, dh0, i, nt, d0, d1):  # pragma: no cover - compiled
-    """Reversed scan of batch row ``i``, channels ``[d0, d1)``: g_t = dy_t + a_{t+1} g_{t+1} (ANCHORS §5).
+    """Reversed scan of batch row ``i``, channels ``[d0, d1)``: g_t = dy_t + a_{t+1} g_{t+1}
+    (the adjoint of h_t = a_t h_{t-1} + b_t).
 
     Walking memory backwards runs ~4x slower here than forwards (measured, B=16, T=2048, D=128), so T is cut
     into blocks of ``nr`` steps: each block is copied forwards into small local buffers, scanned backwards

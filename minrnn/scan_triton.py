@@ -2,7 +2,7 @@
 
 Each program owns one batch row and ``BLOCK_D`` contiguous channels and walks T in order (a fused recurrent scan,
 like fla's ``fused_recurrent_hgrn``): loads are coalesced along D, the state stays in registers, and each element
-is read and written once, which is what a memory-bound scan needs (ANCHORS §5). Any T works; D is masked.
+is read and written once, which is what a memory-bound scan needs. Any T works; D is masked.
 
 - Accumulation is fp32 for fp16/bf16/fp32 inputs (fp64 for fp64), and ``h`` is stored in the input dtype.
 - Backward is one reversed pass, ``g_t = dy_t + a_{t+1} g_{t+1}``, ``db_t = g_t``, ``da_t = g_t h_{t-1}``. It keeps no
@@ -151,8 +151,11 @@ def _acc(dtype: torch.dtype) -> tl.dtype:
 
 
 class _ScanTriton(torch.autograd.Function):
+    """Forward and backward kernels as one autograd op; ``vmap`` folds a mapped dim into the batch (used by
+    agents/ensemble.py, which vmaps N seeds of a model), so it needs ``setup_context`` apart from ``forward``."""
+
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor | None, chunked: bool) -> Tensor:  # type: ignore[override]
+    def forward(a: Tensor, b: Tensor, h0: Tensor | None, chunked: bool) -> Tensor:  # type: ignore[override]
         a, b = a.contiguous(), b.contiguous()
         h0c = h0.contiguous() if h0 is not None else None
         bsz, steps, dim = a.shape
@@ -163,10 +166,27 @@ class _ScanTriton(torch.autograd.Function):
             _scan_fwd_chunk_kernel[grid](*args, block, CHUNK, _acc(a.dtype), num_warps=warps)
         else:
             _scan_fwd_kernel[grid](*args, block, _acc(a.dtype), num_warps=warps)
-        ctx.save_for_backward(a, h, h0c)
-        ctx.has_h0 = h0c is not None
-        ctx.chunked = chunked
         return h
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:  # type: ignore[override]
+        a, _, h0, chunked = inputs
+        ctx.save_for_backward(a.contiguous(), output, h0.contiguous() if h0 is not None else None)
+        ctx.has_h0 = h0 is not None
+        ctx.chunked = chunked
+
+    @staticmethod
+    def vmap(info, in_dims: tuple, a: Tensor, b: Tensor, h0: Tensor | None, chunked: bool) -> tuple[Tensor, int]:
+        """Under ``vmap`` over N: a, b (N, B, T, D) and h0 (N, B, D) scan as one batch of N*B rows."""
+        n = info.batch_size
+
+        def fold(x: Tensor, dim: int | None) -> Tensor:  # -> (N*B, ...)
+            x = x.movedim(dim, 0) if dim is not None else x.expand(n, *x.shape)
+            return x.reshape(n * x.shape[1], *x.shape[2:])
+
+        h0f = None if h0 is None else fold(h0, in_dims[2])
+        h = _ScanTriton.apply(fold(a, in_dims[0]), fold(b, in_dims[1]), h0f, chunked)
+        return h.reshape(n, -1, *h.shape[1:]), 0
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -75,7 +75,7 @@ def test_chunked_channels_small_batch() -> None:
 
 
 def test_given_state_enters_as_log_h0() -> None:
-    """lucidrains/minGRU-pytorch #9: h0 must enter the log-space scan as log(h0), not log_g(h0)."""
+    """github.com/lucidrains/minGRU-pytorch/issues/9: h0 must enter the log-space scan as log(h0), not log_g(h0)."""
     a = torch.full((1, 3, 1), 0.5, dtype=torch.float64)
     b = torch.zeros(1, 3, 1, dtype=torch.float64)
     h0 = torch.tensor([[2.0]], dtype=torch.float64)
