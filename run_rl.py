@@ -3,6 +3,7 @@
 
     python run_rl.py train --dataset minari:minrnn/hopper/medium-v0 --backbone mingru --out runs/hopper-mingru
     python run_rl.py train --config configs/hopper-medium.yaml --backbone transformer --seed 1 --out runs/dt
+    python run_rl.py train --config dt --config hopper-medium --out runs/hopper-dt    # configs/NAME.yaml
     python run_rl.py eval --checkpoint runs/hopper-mingru --episodes 10
     python run_rl.py collect --help
     python run_rl.py datasets
@@ -146,7 +147,9 @@ def build_train_parser(sub: Any) -> Parser:
         "evaluate it periodically, log to TensorBoard and checkpoint into --out.",
     )  # fmt: skip
     p.add_argument("-h", "--help", action="store_true", help="show this help, every config key included, and exit")
-    p.add_argument("--config", help="YAML config file (optional; e.g. configs/hopper-medium.yaml)")
+    p.add_argument("--config", action="append", default=[], metavar="CONFIG",
+                   help="YAML config file, or the name of a shipped one (configs/NAME.yaml: dt, hopper-medium, ...); "
+                   "repeatable, later files override earlier ones (--config dt --config hopper-medium)")  # fmt: skip
     p.add_argument("--out", help="run directory (default: runs/<env>-<backbone>-<layout>-seed<seed>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set context_len=40 (repeatable)")  # fmt: skip
@@ -157,16 +160,16 @@ def build_train_parser(sub: Any) -> Parser:
 
 
 def resolve_train_config(args: argparse.Namespace) -> Any:
-    """defaults <- saved config (with --resume) <- --config file <- config flags <- --set."""
-    from agents.config import TrainConfig, apply_overrides, load_yaml, parse_override
+    """defaults <- saved config (with --resume) <- --config files, in order <- config flags <- --set."""
+    from agents.config import TrainConfig, apply_overrides, load_yaml, parse_override, resolve_config_path
 
     values: dict[str, Any] = {}
     if args.resume and args.out:
         saved = Path(args.out) / "config.yaml"
         if saved.is_file():
             values.update(load_yaml(saved))
-    if args.config:
-        values.update(load_yaml(args.config))
+    for name in args.config:
+        values.update(load_yaml(resolve_config_path(name)))
     base = apply_overrides(TrainConfig(), values)
     bools = {k: v for k, v in vars(base).items() if isinstance(v, bool)}
     values.update(parse_config_flags(args.config_flags, bools, args.valid_flags))
@@ -176,6 +179,7 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from agents.distributed import process_group
+    from agents.preempt import Preempted
     from agents.trainer import train
     from envs.make import resolve_env_id
 
@@ -189,9 +193,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path("runs") / f"{env}-{cfg.backbone}-{cfg.layout}-seed{cfg.seed}"
     # under torchrun (RANK, WORLD_SIZE, ... set): DistributedDataParallel over the ranks; else one process
     with process_group(cfg.device) as dist:
-        results = train(cfg, out, resume=args.resume, overwrite=args.overwrite, dist=dist)
+        try:
+            results = train(cfg, out, resume=args.resume, overwrite=args.overwrite, dist=dist)
+        except Preempted as stop:  # SIGTERM/SIGUSR1: the checkpoint at this step is written (agents/preempt.py)
+            if dist.is_main:
+                print(f"{stop}; continue with: python run_rl.py train --out {out} --resume", flush=True)
+            return stop.exit_code
     if dist.is_main:
         _print_results(results, out)
+        print(
+            f"last evaluation (step {results['last']['step']}, {results['train_min']:.1f} train min, "
+            f"{results['stop_reason']}): {results['last']['score']:.1f}; best {results['best']['score']:.1f} "
+            f"(step {results['best']['step']}); mean of the last 3: {results['mean_last3']:.1f}"
+        )
         print(f"TensorBoard: tensorboard --logdir {out / 'tb'}")
     return 0
 
@@ -214,43 +228,124 @@ def build_eval_parser(sub: Any) -> Parser:
     )  # fmt: skip
     p.add_argument("--checkpoint", required=True, help="run directory or checkpoint folder")
     p.add_argument("--which", default="latest", choices=("latest", "best"), help="which checkpoint of a run")
-    p.add_argument("--episodes", type=int, help="episodes per target (default: the run's eval_episodes)")
+    p.add_argument("--episodes", type=int, help="episodes per target (default: the run's final_eval_episodes)")
     p.add_argument("--envs", type=int, help="parallel environments (default: the run's eval_envs)")
     p.add_argument("--seed", type=int, help="episode k uses reset seed SEED + k (default: the run's eval_seed)")
     p.add_argument("--acting-mode", choices=("window", "recurrent"), help="default: the run's acting_mode")
     p.add_argument("--targets", type=float, nargs="+", help="target returns (default: the run's)")
     p.add_argument("--max-steps", type=int, help="episode cap (default: the run's eval_max_steps)")
     p.add_argument("--out", help="where to write results.json (default: RUN/evals/<time>-<mode>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and --save-dataset)")
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="also write MP4s of the first --video-episodes episodes (headline target) to OUT/videos/",
+    )
+    p.add_argument(
+        "--video-episodes",
+        type=int,
+        default=1,
+        help="episodes to film (cost: ~90 s per 1000 frames at 320x240 on a 2-core CPU)",
+    )
+    p.add_argument("--video-size", default="320x240", help="WIDTHxHEIGHT of the videos, multiples of 16")
+    p.add_argument("--save-dataset", metavar="NAME",
+                   help="also write --episodes rollouts (headline target) as the Minari dataset NAME, e.g. "
+                   "minrnn/hopper/mingru-eval-v0; --overwrite replaces an existing one")  # fmt: skip
     _common(p)
     return p
+
+
+def _video_size(text: str) -> tuple[int, int]:
+    """(width, height) from "WIDTHxHEIGHT"; CLIError otherwise."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise CLIError(f"--video-size must look like WIDTHxHEIGHT, e.g. 320x240; got {text!r}") from None
+    return w, h
+
+
+def _check_dataset_name(name: str, env_id: str, overwrite: bool) -> None:
+    """Refuse --save-dataset before any rollout: a bad Minari id, an env without D4RL scores, an existing dataset."""
+    import re
+
+    from envs.datasets import minari_root
+    from envs.scores import d4rl_reference
+
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*-v\d+", name):
+        raise CLIError(f"--save-dataset {name!r}: Minari ids look like 'namespace/name-v0', e.g. minrnn/hopper/x-v0")
+    try:
+        d4rl_reference(env_id)  # the dataset stores D4RL's reference scores (envs/collect.py write_dataset)
+    except ValueError:
+        raise CLIError(
+            f"--save-dataset: env {env_id!r} has no D4RL reference scores, which a saved dataset records; only "
+            "the D4RL MuJoCo envs (Hopper, HalfCheetah, Walker2d) are supported"
+        ) from None
+    if (minari_root() / name).exists() and not overwrite:
+        raise FileExistsError(
+            f"dataset {name} already exists at {minari_root() / name}; pass --overwrite to replace it, or choose "
+            "another --save-dataset name"
+        )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from agents.checkpoint import atomic_write_text
     from agents.config import apply_overrides
     from agents.evaluation import evaluate_model
+    from agents.policy import DecisionPolicy
     from agents.rundir import prepare_run_dir, results_dict
     from agents.trainer import load_model
     from envs.store import StoreInfo
 
+    if args.video:  # MUJOCO_GL=egl on a headless machine: before MuJoCo is first imported (envs/video.py)
+        import envs.video  # noqa: F401
+    if args.video_episodes < 1:
+        raise CLIError(f"--video-episodes must be >= 1, got {args.video_episodes}")
+    size = _video_size(args.video_size)
     model, cfg, meta = load_model(args.checkpoint, args.which)
     changes = {"acting_mode": args.acting_mode, "eval_max_steps": args.max_steps}
     cfg = apply_overrides(cfg, {k: v for k, v in changes.items() if v is not None}).validate()
     targets = tuple(args.targets) if args.targets else tuple(meta["targets"])
+    info = StoreInfo.from_dict(meta["store"])
+    episodes = args.episodes or cfg.final_eval_episodes
+    seed = cfg.eval_seed if args.seed is None else args.seed
+    if args.save_dataset:
+        _check_dataset_name(args.save_dataset, info.env_id, args.overwrite)
     folder = Path(meta["checkpoint_path"])
     run_dir = _run_dir_of(Path(args.checkpoint))
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.resolved_acting_mode()}"
     out = Path(args.out) if args.out else run_dir / "evals" / stamp
     out = prepare_run_dir(out, resume=False, overwrite=args.overwrite)
     t0 = time.perf_counter()
-    evaluation = evaluate_model(
-        model, cfg, StoreInfo.from_dict(meta["store"]), targets, args.episodes, args.envs, args.seed
-    )
-    extra = {"checkpoint": str(folder), "which": args.which, "train_step": meta["step"]}
+    evaluation = evaluate_model(model, cfg, info, targets, episodes, args.envs, seed)
+    extra: dict[str, Any] = {"checkpoint": str(folder), "which": args.which, "train_step": meta["step"]}
+
+    def policy() -> Any:  # a fresh one per use: the headline target, the evaluation's acting mode
+        return DecisionPolicy(model, targets[0], cfg.resolved_acting_mode(), cfg.context_len)
+
+    if args.video:  # same seeds as the evaluation: video_returns equal its first K returns
+        from envs.video import record_video
+
+        vid = record_video(policy(), info.env_id, out / "videos", n_episodes=args.video_episodes, seed=seed,
+                           max_steps=cfg.eval_max_steps, width=size[0], height=size[1])  # fmt: skip
+        extra.update(videos=[str(p) for p in vid.paths], video_returns=vid.returns.tolist())
+    if args.save_dataset:
+        from envs.collect import save_rollouts
+
+        metadata = {"policy": f"{cfg.backbone}/{cfg.layout}/{cfg.resolved_acting_mode()}",
+                    "target_return": float(targets[0]), "checkpoint": str(folder), "train_step": meta["step"],
+                    "run_config": cfg.to_dict()}  # fmt: skip
+        saved = save_rollouts(policy(), info.env_id, args.save_dataset, n_episodes=episodes, seed=seed,
+                              max_steps=cfg.eval_max_steps, metadata=metadata, overwrite=args.overwrite)  # fmt: skip
+        extra["saved_dataset"] = {"spec": f"minari:{args.save_dataset}", "path": str(saved.path),
+                                  "returns": saved.returns.tolist()}  # fmt: skip
     results = results_dict(cfg, evaluation, meta["step"], time.perf_counter() - t0, extra)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     _print_results(results, out)
+    for path in results.get("videos", []):
+        print(f"video: {path}")
+    if args.save_dataset:
+        spec = f"minari:{args.save_dataset}"
+        print(f"dataset: {spec} ({episodes} episodes); train on it with --dataset {spec}")
     return 0
 
 

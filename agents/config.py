@@ -34,6 +34,7 @@ __all__ = [
     "BACKBONE_NAMES",
     "DEFAULT_TARGETS",
     "EVAL_VECTORS",
+    "CONFIGS_DIR",
     "LAYOUTS",
     "RECURRENT_BACKBONES",
     "TRAIN_MODES",
@@ -42,6 +43,7 @@ __all__ = [
     "config_keys",
     "load_config",
     "load_yaml",
+    "resolve_config_path",
 ]
 
 BACKBONE_NAMES: tuple[str, ...] = BACKBONES  # minrnn.blocks builds them
@@ -107,6 +109,16 @@ class TrainConfig:
     )
     eval_seed: int = _field(10_000, "episode k of an evaluation uses env reset seed eval_seed + k")
     eval_max_steps: int = _field(1000, "episode cap during evaluation (1000 as in D4RL)")
+    final_eval_episodes: int = _field(
+        50,
+        "episodes per target of the evaluation at the end of training (results.json 'last'); eval_episodes is "
+        "for the intermediate ones",
+    )
+    video_every: int = _field(
+        0,
+        "steps between evaluation videos in TensorBoard (eval/video, also at the final evaluation); 0 = off; "
+        "must be a multiple of eval_every",
+    )
     # --- runtime ---
     seed: int = _field(0, "seeds torch, numpy and the window sampler")
     threads: int = _field(0, "torch intra-op threads; 0 = all cores")
@@ -117,6 +129,14 @@ class TrainConfig:
     log_every: int = _field(100, "steps between train/ and perf/ scalars")
     histogram_every: int = _field(5_000, "steps between action histograms; 0 disables them")
     checkpoint_every: int = _field(5_000, "steps between resumable checkpoints; 0 = only at the end")
+    time_budget_min: float = _field(
+        0.0,
+        "stop after this many minutes of update time (evaluation and checkpoints excluded), then run the final "
+        "evaluation; 0 = off (only `steps` stops the run)",
+    )
+    requeue_exit_code: int = _field(
+        0, "exit status after SIGTERM/SIGUSR1 wrote a checkpoint (0; a Slurm requeue wrapper may want another)"
+    )
     progress: bool = _field(True, "show a tqdm progress bar")
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,17 +177,25 @@ class TrainConfig:
         _check_choice("eval_vector", self.eval_vector, EVAL_VECTORS)
         _check_choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
         positive = ("context_len", "dim", "depth", "n_heads", "max_ep_len", "steps", "batch_size", "segment_len")
-        positive += ("eval_episodes", "eval_envs", "eval_max_steps")
+        positive += ("eval_episodes", "eval_envs", "eval_max_steps", "final_eval_episodes")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}: set e.g. --set {key}=...")
         for key in ("lr", "rtg_scale"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
-        nonneg = ("weight_decay", "grad_clip", "warmup_steps", "burn_in", "eval_every", "threads")
+        nonneg = ("weight_decay", "grad_clip", "warmup_steps", "burn_in", "eval_every", "threads", "video_every")
+        nonneg += ("time_budget_min",)
         for key in nonneg + ("log_every", "histogram_every", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.video_every and self.eval_every and self.video_every % self.eval_every:
+            raise ValueError(
+                f"video_every ({self.video_every}) must be a multiple of eval_every ({self.eval_every}): videos are "
+                f"filmed at evaluations; e.g. --video-every {self.eval_every}"
+            )
+        if not 0 <= self.requeue_exit_code <= 255:
+            raise ValueError(f"requeue_exit_code must be an exit status in 0..255, got {self.requeue_exit_code}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dim % self.n_heads:
@@ -277,6 +305,37 @@ def _type_name(t: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(t, str(t))
 
 
+#: The shipped configs; ``--config NAME`` with a bare NAME means ``CONFIGS_DIR / "NAME.yaml"``.
+CONFIGS_DIR: Path = Path(__file__).resolve().parents[1] / "configs"
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """The YAML file ``name`` means: an existing path as given, else the shipped ``configs/<name>.yaml``.
+
+    FileNotFoundError naming the shipped configs when neither exists.
+
+    >>> resolve_config_path("dt").name
+    'dt.yaml'
+    >>> resolve_config_path("dtt")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: config file 'dtt' not found (no such file, and no configs/dtt.yaml) (did you mean 'dt'?); ...
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = CONFIGS_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if str(name) == path.name and shipped.is_file():  # a bare name, not a path to a missing file
+        return shipped
+    names = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+    close = difflib.get_close_matches(path.stem, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise FileNotFoundError(
+        f"config file {str(name)!r} not found (no such file, and no configs/{shipped.name}){hint}; pass a YAML path or "
+        f"one of the shipped configs: {', '.join(names)}"
+    )
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Raw key/value dict from a YAML config, following ``base:`` links (relative to the file)."""
     path = Path(path)
@@ -309,7 +368,7 @@ def parse_override(text: str) -> tuple[str, str]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the YAML file (if any), then the overrides; validated."""
-    values: dict[str, Any] = load_yaml(path) if path else {}
+    values: dict[str, Any] = load_yaml(resolve_config_path(path)) if path else {}
     if isinstance(overrides, dict):
         values.update(overrides)
     else:

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from agents.config import LAYOUTS, tokens_per_step
 from minrnn import build_backbone
 
 __all__ = ["DecisionModel", "masked_mse"]
@@ -67,11 +68,12 @@ class DecisionModel(nn.Module):
         **backbone_kwargs: Any,
     ) -> None:
         super().__init__()
-        if layout not in ("interleaved", "stacked"):
+        if layout not in LAYOUTS:
             raise ValueError(f"layout={layout!r} is not valid; use 'interleaved' or 'stacked'")
         self.obs_dim, self.act_dim, self.dim = obs_dim, act_dim, dim
         self.backbone_name, self.layout, self.max_ep_len = backbone, layout, max_ep_len
-        self.tokens_per_step = 3 if layout == "interleaved" else 1
+        self.interleaved = layout == "interleaved"
+        self.tokens_per_step = tokens_per_step(layout)
         self.rtg_scale = float(rtg_scale)
         mean = torch.zeros(obs_dim) if state_mean is None else torch.as_tensor(state_mean, dtype=torch.float32)
         std = torch.ones(obs_dim) if state_std is None else torch.as_tensor(state_std, dtype=torch.float32)
@@ -85,7 +87,7 @@ class DecisionModel(nn.Module):
         # timestep is sampled: under DT's 10k-step warm-up the model spent its first thousands of updates
         # unlearning that noise (training loss 0.46 vs 0.21 after 500 updates on halfcheetah-medium).
         nn.init.normal_(self.embed_timestep.weight, mean=0.0, std=0.02)
-        if layout == "interleaved":
+        if self.interleaved:
             self.embed_return = nn.Linear(1, dim)
             self.embed_state = nn.Linear(obs_dim, dim)
             self.embed_action = nn.Linear(act_dim, dim)
@@ -116,7 +118,7 @@ class DecisionModel(nn.Module):
         B, T = rtg.shape
         s, r = self._norm_inputs(states, rtg)
         time = self._time(timesteps)  # (B, T, D)
-        if self.layout == "interleaved":
+        if self.interleaved:
             tokens = torch.stack(
                 (self.embed_return(r) + time, self.embed_state(s) + time, self.embed_action(actions) + time), dim=2
             )  # (B, T, 3, D)
@@ -157,7 +159,7 @@ class DecisionModel(nn.Module):
         x = self.embed(states, actions, rtg, timesteps, prev_action)  # (B, T*n, D)
         token_mask = None if mask is None else mask.repeat_interleave(self.tokens_per_step, dim=1)
         y, state = self.backbone(x, state=state, mask=token_mask)  # (B, T*n, D)
-        if self.layout == "interleaved":
+        if self.interleaved:
             y = y.reshape(B, T, 3, self.dim)[:, :, 1]  # the state tokens s_t
         return self.predict_action(y), state
 
@@ -172,7 +174,7 @@ class DecisionModel(nn.Module):
         """
         s, r = self._norm_inputs(state_obs, rtg)
         time = self._time(timestep)  # (n, D)
-        if self.layout == "interleaved":
+        if self.interleaved:
             _, state = self.backbone.step(self._finish(self.embed_return(r) + time), state)
             y, state = self.backbone.step(self._finish(self.embed_state(s) + time), state)
         else:
@@ -201,7 +203,7 @@ class DecisionModel(nn.Module):
         leaves the state unchanged); None means every row has one. ``prev_timestep`` is a_{t-1}'s timestep.
         If ``has_prev`` is all False, only (R_t, s_t) run. stacked: the same as :meth:`step`.
         """
-        if self.layout != "interleaved":
+        if not self.interleaved:
             return self.step(state_obs, rtg, timestep, prev_action, state)
         s, r = self._norm_inputs(state_obs, rtg)
         time = self._time(timestep)

@@ -68,6 +68,19 @@ class DistInfo:
         tdist.all_reduce(t)
         return t.item() / self.world_size
 
+    def any_rank(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag, true when it is true on any rank: one all-reduce (MAX) for all of them, so every rank takes
+        the same branch after it (e.g. "stop now").
+
+        >>> DistInfo().any_rank(True, False)
+        (True, False)
+        """
+        if not self.is_distributed:
+            return tuple(bool(f) for f in flags)
+        t = torch.tensor([float(f) for f in flags], dtype=torch.float64, device=_comm_device(self))
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+        return tuple(bool(v > 0) for v in t.tolist())
+
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj`` (picklable, exchanged between our own processes only), on every rank."""
         if not self.is_distributed:

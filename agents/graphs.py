@@ -322,7 +322,7 @@ def deferred_step(
     """:meth:`DecisionModel.step_deferred` without its host-side branches, so that it can be captured: the
     interleaved layout always runs the 3 tokens (a_{t-1}, R_t, s_t) with a_{t-1} masked where ``has_prev`` is False
     (a masked token leaves the state unchanged, so this equals the 2-token call step_deferred makes then)."""
-    if model.layout != "interleaved":
+    if not model.interleaved:
         return model.step(obs, rtg, timestep, prev_action, state)
     s, r = model._norm_inputs(obs, rtg)
     time = model._time(timestep)

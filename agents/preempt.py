@@ -82,4 +82,16 @@ class Preemption:
         self._previous.clear()
 
 
-__all__ = ["PREEMPT_SIGNALS", "Preemption"]
+class Preempted(Exception):
+    """Raised by the training loop after a pre-emption signal, once the checkpoint at ``step`` is written.
+
+    ``run_rl.py train`` turns it into a message and the process exit status ``exit_code``; results.json is not
+    written, so a sweep sees the run as unfinished and resumes it.
+    """
+
+    def __init__(self, signal_name: str | None, step: int, exit_code: int) -> None:
+        super().__init__(f"pre-empted by {signal_name} at step {step}; checkpoint saved")
+        self.signal_name, self.step, self.exit_code = signal_name, step, exit_code
+
+
+__all__ = ["PREEMPT_SIGNALS", "Preempted", "Preemption"]

@@ -62,17 +62,25 @@ class TrainState:
         self.train_time_s += seconds
         return self.step
 
+    @property
+    def train_min(self) -> float:
+        """Minutes spent in update steps so far (the clock ``time_budget_min`` is compared with)."""
+        return self.train_time_s / 60.0
+
     def summary(self, run_dir: Path, final_score: float) -> dict[str, Any]:
-        """What results.json adds for a training run: last and best evaluation, history, training time."""
+        """What results.json adds for a training run: the last evaluation (the final one: the primary number), the
+        best, the mean of the last three (``mean_last3``: less noisy than one), history, training time."""
         last = self.history[-1] if self.history else {"step": self.step, "score": final_score}
+        last3 = [h["score"] for h in self.history[-3:]] or [final_score]
         return {
-            "train_time_s": self.train_time_s, "last": last, "best": {"step": self.best_step, "score": self.best},
+            "train_time_s": self.train_time_s, "train_min": self.train_min, "last": last,
+            "best": {"step": self.best_step, "score": self.best}, "mean_last3": float(np.mean(last3)),
             "history": self.history, "run_dir": str(run_dir),
         }  # fmt: skip
 
     def record(self, score: float, row: dict[str, Any]) -> bool:
         """Add one evaluation at the current step; True when it is the best so far."""
-        self.history.append({"step": self.step, "score": score, **row})
+        self.history.append({"step": self.step, "train_min": round(self.train_min, 4), "score": score, **row})
         if score > self.best:
             self.best, self.best_step = score, self.step
             return True

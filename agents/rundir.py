@@ -6,7 +6,7 @@ Run directory layout::
     RUN/dataset.json       summary of the dataset trained on
     RUN/results.json       final evaluation (see ``results_dict``), best and last scores
     RUN/evals.jsonl        one line per evaluation
-    RUN/tb/                TensorBoard events (train/..., perf/..., eval/..., hparams)
+    RUN/tb/                TensorBoard events (train/..., perf/..., eval/..., run/..., data/..., hparams)
     RUN/checkpoints/       see agents/checkpoint.py
 
 Only rank 0 of a multi-process run writes here.
@@ -158,9 +158,27 @@ class RunLog:
         self.writer.add_histogram("train/action_pred", pred.detach().float().cpu(), step)
         self.writer.add_histogram("train/action_data", data.cpu(), step)
 
-    def evaluation(self, step: int, evaluation: Evaluation, best: float, row: dict[str, Any]) -> None:
-        """eval/ scalars and one evals.jsonl line."""
-        w, head = self.writer, evaluation.summary
+    def views(self, cfg: TrainConfig, dataset_summary: dict[str, Any], episode_returns: np.ndarray) -> None:
+        """The run's non-scalar TensorBoard views: run/config, data/summary, data/episode_returns (E,)."""
+        from agents import tensorboard_views as tbv
+
+        tbv.log_config(self.writer, cfg.to_dict())
+        tbv.log_dataset(self.writer, dataset_summary, episode_returns)
+
+    def evaluation(self, step: int, evaluation: Evaluation, best: float, history: list[dict[str, Any]]) -> None:
+        """eval/ scalars, the returns histogram and learning curve, and one evals.jsonl line (``history[-1]``).
+
+        ``eval/score_vs_min`` is the score against training wall-clock: its TensorBoard step is whole seconds of
+        update time (``train_min * 60``), so runs of different speeds compare at equal time (TensorBoard steps are
+        integers, hence seconds rather than minutes).
+        """
+        from agents import tensorboard_views as tbv
+
+        w, head, row = self.writer, evaluation.summary, history[-1]
+        w.add_scalar("eval/train_min", row["train_min"], step)
+        w.add_scalar("eval/score_vs_min", row["score"], int(round(row["train_min"] * 60)))
+        tbv.log_eval_returns(w, head["returns"], step)
+        tbv.log_learning_curve(w, history, step)
         w.add_scalar("eval/return_mean", head["return_mean"], step)
         w.add_scalar("eval/return_std", head["return_std"], step)
         w.add_scalar("eval/normalized_score", head["normalized_mean"], step)
@@ -183,6 +201,7 @@ class RunLog:
         metrics = {
             "hparam/score_last": results["last"]["score"],
             "hparam/score_best": results["best"]["score"],
+            "hparam/score_mean_last3": results["mean_last3"],
             "hparam/return_last": results["return_mean"],
         }
         self.writer.add_hparams(hparams, metrics, run_name=".")

@@ -13,9 +13,12 @@ each evaluation/checkpoint step. Checkpoints hold every rank's sampler and torch
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+import threading
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +27,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agents import tensorboard_views as tbv
 from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig, config_from_dict, default_targets
 from agents.decision import DecisionModel, masked_mse
 from agents.distributed import DistInfo, resolve_device
-from agents.evaluation import evaluate_model
+from agents.evaluation import evaluate_model, score_of
+from agents.policy import DecisionPolicy
+from agents.preempt import Preempted, Preemption
 from agents.resume import CheckpointWriter, check_in_sync, rank_state, start_state
 from agents.rundir import LossMeter, RunLog, prepare_run_dir, results_dict
 
@@ -257,6 +263,8 @@ def train(
     from tqdm import tqdm
 
     dist = dist or DistInfo()
+    if cfg.video_every:  # MUJOCO_GL=egl on a headless machine; must happen before MuJoCo is first imported
+        import envs.video  # noqa: F401
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
     cfg, store, device, model, info = s.cfg, s.store, s.device, s.model, s.store.info()
     optimizer, scheduler = make_optimizer(model, cfg)
@@ -265,59 +273,113 @@ def train(
     log = saver = None
     if dist.is_main:
         log = RunLog(s.run_dir, cfg, store.summary(), state.history, state.step + 1 if resume else None)
+        log.views(cfg, store.summary(), store.episode_returns)
         saver = CheckpointWriter(s.run_dir, cfg, store, s.targets, model, optimizer, scheduler)
     tokens = cfg.window_steps * cfg.tokens_per_step * cfg.batch_size * dist.world_size  # per update, all ranks
     bar = tqdm(total=cfg.steps, initial=state.step, disable=log is None or not cfg.progress, dynamic_ncols=True)
-    meter, evaluation = LossMeter(), None
+    meter, evaluation, out_of_time = LossMeter(), None, False
+    budget_s = cfg.time_budget_min * 60.0
+    stop = Preemption(cfg.requeue_exit_code)  # SIGTERM/SIGUSR1 -> checkpoint at this step, exit (agents/preempt.py)
     model.train()
-    while state.step < cfg.steps:
-        # sample -> loss -> step
-        t0 = time.perf_counter()
-        batch = to_tensors(sample_batch(store, cfg, rng), device)
-        out = update_step(train_model, batch, cfg, optimizer, scheduler)
-        step = state.advance(time.perf_counter() - t0)
-        check_loss(out.loss, step)
-        meter.add(out.loss)
-        bar.update(1)
+    with stop if threading.current_thread() is threading.main_thread() else contextlib.nullcontext(stop):
+        while state.step < cfg.steps and not out_of_time:
+            # sample -> loss -> step
+            t0 = time.perf_counter()
+            batch = to_tensors(sample_batch(store, cfg, rng), device)
+            out = update_step(train_model, batch, cfg, optimizer, scheduler)
+            step = state.advance(time.perf_counter() - t0)
+            check_loss(out.loss, step)
+            meter.add(out.loss)
+            bar.update(1)
 
-        # log (the loss is averaged over the ranks: every rank takes part)
-        if step % max(cfg.log_every, 1) == 0 or step == cfg.steps:
-            loss, n, seconds = meter.flush(dist)
-            if log is not None:
-                log.train_scalars(step, loss, scheduler.get_last_lr()[0], out.grad_norm, n, tokens, seconds)
-                bar.set_postfix(loss=f"{loss:.4f}")
-        if log is not None and cfg.histogram_every and step % cfg.histogram_every == 0:
-            log.action_histograms(step, out.pred[out.mask], batch["actions"][:, -out.mask.shape[1] :][out.mask])
+            # stop? (every rank agrees, so none is left waiting in a collective)
+            preempted, out_of_time = dist.any_rank(stop.requested, bool(budget_s) and state.train_time_s >= budget_s)
+            if preempted:
+                save_and_exit(stop, state, rng, device, model, dist, saver, log)
+            final = step == cfg.steps or out_of_time  # the last update: final evaluation and checkpoint
 
-        eval_due = step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0)
-        save_due = step == cfg.steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
-        if not (eval_due or save_due):
-            continue
-        # evaluate (rank 0; the other ranks wait in dist.gather below)
-        improved = False
-        if log is not None and eval_due:
-            with meter.paused():
-                evaluation = evaluate_model(model, cfg, info, s.targets, record_actions=True)
-            improved = state.record(evaluation.score, evaluation.brief())
-            log.evaluation(step, evaluation, state.best, state.history[-1])
-            bar.write(f"step {step}: {evaluation.brief_text()} (best {state.best:.1f} at step {state.best_step})")
+            # log (the loss is averaged over the ranks: every rank takes part)
+            if step % max(cfg.log_every, 1) == 0 or final:
+                loss, n, seconds = meter.flush(dist)
+                if log is not None:
+                    log.train_scalars(step, loss, scheduler.get_last_lr()[0], out.grad_norm, n, tokens, seconds)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+            if log is not None and cfg.histogram_every and step % cfg.histogram_every == 0:
+                log.action_histograms(step, out.pred[out.mask], batch["actions"][:, -out.mask.shape[1] :][out.mask])
 
-        # checkpoint (also whenever the evaluation score improved, so that "best" holds those weights)
-        ranks = dist.gather(rank_state(rng, device, model if dist.is_distributed else None))
-        if saver is not None:
-            check_in_sync(ranks, step)
-            if save_due or improved:
-                saver.save(state, ranks, best=improved)
-        dist.barrier()  # the other ranks wait here while rank 0 saves
+            eval_due = final or (cfg.eval_every and step % cfg.eval_every == 0)
+            save_due = final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+            if not (eval_due or save_due):
+                continue
+            # evaluate (rank 0; the other ranks wait in dist.gather below); the final one with final_eval_episodes
+            improved = False
+            if log is not None and eval_due:
+                with meter.paused():
+                    episodes = cfg.final_eval_episodes if final else cfg.eval_episodes
+                    try:
+                        evaluation = evaluate_model(model, cfg, info, s.targets, episodes, record_actions=True)
+                    except Exception:
+                        if not stop.requested:  # a signal sent to the process group also kills async env workers
+                            raise
+                        evaluation = None  # pre-empted mid-evaluation: the next stop check saves and exits
+                    if evaluation is not None:
+                        improved = state.record(evaluation.score, evaluation.brief())
+                        log.evaluation(step, evaluation, state.best, state.history)
+                        if cfg.video_every and (step % cfg.video_every == 0 or final):
+                            log_video(log, model, cfg, info.env_id, s.targets[0], step)
+                        bar.write(
+                            f"step {step} ({state.train_min:.1f} train min): {evaluation.brief_text()} "
+                            f"(best {state.best:.1f} at step {state.best_step})"
+                        )
+
+            # checkpoint (also whenever the evaluation score improved, so that "best" holds those weights)
+            ranks = dist.gather(rank_state(rng, device, model if dist.is_distributed else None))
+            if saver is not None:
+                check_in_sync(ranks, step)
+                if save_due or improved:
+                    saver.save(state, ranks, best=improved)
+            dist.barrier()  # the other ranks wait here while rank 0 saves
+        if dist.any_rank(stop.requested)[0]:  # a signal during the final evaluation or checkpoint
+            save_and_exit(stop, state, rng, device, model, dist, saver, log)
     bar.close()
 
     if log is None:
         return {}
     if evaluation is None:  # resumed a finished run: evaluate the final weights again
-        evaluation = evaluate_model(model, cfg, info, s.targets)
-    results = results_dict(cfg, evaluation, state.step, state.train_time_s, state.summary(s.run_dir, evaluation.score))
+        evaluation = evaluate_model(model, cfg, info, s.targets, cfg.final_eval_episodes)
+    extra = state.summary(s.run_dir, evaluation.score)
+    extra["last_per_target"] = {key: score_of(r) for key, r in evaluation.per_target.items()}
+    extra["stop_reason"] = "time_budget" if out_of_time else "steps"
+    results = results_dict(cfg, evaluation, state.step, state.train_time_s, extra)
     log.finish(cfg, results)
     return results
+
+
+def save_and_exit(
+    stop: Preemption, state: Any, rng: np.random.Generator, device: torch.device, model: torch.nn.Module,
+    dist: DistInfo, saver: CheckpointWriter | None, log: RunLog | None,
+) -> typing.NoReturn:  # fmt: skip
+    """After a pre-emption signal: checkpoint the current step (every rank's RNG states), raise Preempted.
+
+    No results.json: the run is unfinished, and ``--resume`` (or a sweep) continues it from this step.
+    """
+    ranks = dist.gather(rank_state(rng, device, model if dist.is_distributed else None))
+    if saver is not None and log is not None:
+        saver.save(state, ranks, best=False)
+        log.writer.flush()
+    dist.barrier()
+    raise Preempted(stop.signal_name, state.step, stop.exit_code)
+
+
+def log_video(log: RunLog, model: DecisionModel, cfg: TrainConfig, env_id: str, target: float, step: int) -> None:
+    """eval/video: one evaluation episode (seed eval_seed, headline target), every 4th frame at 160x128 (~12 s)."""
+    from envs.video import render_episode
+
+    was_training = model.training
+    policy = DecisionPolicy(model.eval(), target, cfg.resolved_acting_mode(), cfg.context_len)
+    ep = render_episode(policy, env_id, seed=cfg.eval_seed, max_steps=cfg.eval_max_steps)
+    model.train(was_training)
+    tbv.log_video(log.writer, ep.frames, step, ep.fps)
 
 
 def check_loss(loss: float, step: int) -> None:

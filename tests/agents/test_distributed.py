@@ -25,6 +25,7 @@ TINY = [
     "--env", "Hopper-v5", "--dim", "32", "--depth", "1", "--context-len", "5", "--batch-size", "8", "--lr", "1e-3",
     "--warmup-steps", "5", "--eval-episodes", "1", "--eval-envs", "1", "--eval-max-steps", "10", "--threads", "1",
     "--target-returns", "100", "--log-every", "10", "--histogram-every", "0", "--no-progress",
+    "--final-eval-episodes", "1",
 ]  # fmt: skip
 
 WORKER = """
@@ -40,8 +41,9 @@ models = []
 build = T.build_model
 T.build_model = lambda *a, **k: models.append(build(*a, **k)) or models[-1]  # keep each rank's model
 base = [f"dataset=d4rl:{dataset}", "env=Hopper-v5", "dim=32", "depth=1", "context_len=5", "batch_size=8", "lr=1e-3",
-        "warmup_steps=5", "eval_episodes=1", "eval_envs=1", "eval_max_steps=10", "threads=1", "target_returns=[100]",
-        "log_every=10", "histogram_every=0", "progress=false", "checkpoint_every=10", "dropout=0.1"]
+        "warmup_steps=5", "eval_episodes=1", "final_eval_episodes=1", "eval_envs=1", "eval_max_steps=10", "threads=1",
+        "target_returns=[100]", "log_every=10", "histogram_every=0", "progress=false", "checkpoint_every=10",
+        "dropout=0.1"]
 with process_group("cpu") as dist:
     report = {"rank": dist.rank, "world_size": dist.world_size}
     T.train(load_config(None, base + ["steps=30"]), out / f"full-rank{dist.rank}", dist=dist)

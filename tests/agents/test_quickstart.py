@@ -9,8 +9,8 @@ import pytest
 import agents.quickstart as quickstart
 from agents.behaviour.recipes import POLICY_DIR
 
-FAST = ["steps=5", "eval_every=0", "eval_episodes=1", "eval_envs=1", "eval_max_steps=20", "checkpoint_every=0",
-        "histogram_every=0", "batch_size=4"]  # fmt: skip
+FAST = ["steps=5", "eval_every=0", "eval_episodes=1", "final_eval_episodes=1", "eval_envs=1", "eval_max_steps=20",
+        "checkpoint_every=0", "histogram_every=0", "batch_size=4"]  # fmt: skip
 
 
 @pytest.mark.skipif(not (POLICY_DIR / "index.json").exists(), reason="no shipped policies")

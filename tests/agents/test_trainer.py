@@ -142,8 +142,9 @@ def test_kill9_then_resume_matches_uninterrupted(d4rl_file: object, tmp_path: Pa
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     flags = ["--dataset", f"d4rl:{d4rl_file.path}", "--dim", "16", "--depth", "1", "--context-len", "4",  # type: ignore[attr-defined]
-             "--batch-size", "8", "--eval-episodes", "1", "--eval-envs", "1", "--eval-max-steps", "5",
-             "--target-returns", "100", "--threads", "1", "--no-progress", "--dropout", "0.1"]  # fmt: skip
+             "--batch-size", "8", "--eval-episodes", "1", "--final-eval-episodes", "1", "--eval-envs", "1",
+             "--eval-max-steps", "5", "--target-returns", "100", "--threads", "1", "--no-progress",
+             "--dropout", "0.1"]  # fmt: skip
     cli = [sys.executable, str(root / "run_rl.py"), "train"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*cli, *flags, "--out", str(killed), "--steps", "100000", "--checkpoint-every", "5"],

@@ -16,7 +16,8 @@ import run_rl
 ROOT = Path(__file__).resolve().parents[2]
 TINY_FLAGS = [
     "--dim", "16", "--depth", "1", "--context-len", "4", "--batch-size", "8", "--eval-max-steps", "10",
-    "--eval-envs", "2", "--target-returns", "100", "--threads", "1", "--log-every", "10", "--no-progress",
+    "--eval-envs", "2", "--final-eval-episodes", "2", "--target-returns", "100", "--threads", "1", "--log-every", "10",
+    "--no-progress",
 ]  # fmt: skip
 
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "--env", "Hopper-v5", "--dim", "16", "--depth", "1", "--context-len", "4", "--batch-size", "8",
     "--eval-max-steps", "5", "--eval-envs", "1", "--eval-episodes", "1", "--target-returns", "100", "--threads", "1",
-    "--no-progress",
+    "--final-eval-episodes", "1", "--no-progress",
 ]  # fmt: skip
 
 

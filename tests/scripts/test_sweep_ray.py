@@ -14,6 +14,7 @@ spec.loader.exec_module(sweep)
 
 TINY_RUN = [
     "dim=16", "depth=1", "context_len=4", "batch_size=8", "eval_max_steps=10", "eval_envs=1", "eval_episodes=1",
+    "final_eval_episodes=1",
     "target_returns=[100]", "log_every=10", "checkpoint_every=2",
 ]  # fmt: skip
 

@@ -1,0 +1,86 @@
+"""agents.trainer: the time budget, the final evaluation's episodes, results.json's last/best/mean_last3, and the
+TensorBoard views (config, data, returns histogram, learning curve, score against wall-clock, video)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.config import TrainConfig
+from agents.trainer import train
+
+
+def _events(run: Path):  # -> EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_time_budget_stops_early_then_evaluates_with_final_episodes(
+    tiny_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    # 0.0002 min = 12 ms of update time: a few tiny updates, far fewer than `steps`
+    cfg = tiny_config(steps=5000, time_budget_min=0.0002, eval_episodes=1, final_eval_episodes=3)
+    res = train(cfg, tmp_path / "run")
+    assert res["stop_reason"] == "time_budget" and 1 <= res["steps"] < 5000
+    assert res["train_min"] >= 0.0002 and res["train_time_s"] == pytest.approx(res["train_min"] * 60)
+    assert res["episodes"] == 3  # final_eval_episodes, not eval_episodes
+    rows = [json.loads(line) for line in (tmp_path / "run" / "evals.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [res["steps"]] and rows[0]["train_min"] >= 0.0002
+    latest = (tmp_path / "run" / "checkpoints" / "latest").read_text().strip()
+    assert latest == f"step_{res['steps']:07d}"
+
+
+def test_results_report_last_best_mean_last3_per_target_and_tensorboard_views(
+    tiny_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    cfg = tiny_config(steps=8, eval_every=2, eval_episodes=1, final_eval_episodes=3, target_returns=[100.0, 50.0])
+    run = tmp_path / "run"
+    res = train(cfg, run)
+    rows = [json.loads(line) for line in (run / "evals.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8] and res["stop_reason"] == "steps"
+    minutes = [r["train_min"] for r in rows]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+    scores = [r["score"] for r in rows]
+    assert res["last"]["step"] == 8 and res["last"]["score"] == scores[-1]
+    assert scores[-1] == pytest.approx(res["normalized_score_mean"])
+    assert res["best"]["score"] == max(scores) and res["mean_last3"] == pytest.approx(np.mean(scores[-3:]))
+    assert res["episodes"] == 3 and set(res["last_per_target"]) == {"100", "50"}
+    for key, score in res["last_per_target"].items():
+        assert score == pytest.approx(res["per_target"][key]["normalized_mean"])
+        assert len(res["per_target"][key]["returns"]) == 3
+
+    acc = _events(run)
+    tags = acc.Tags()
+    assert {"eval/returns", "data/episode_returns"} <= set(tags["histograms"])
+    assert "eval/learning_curve" in tags["images"] and "eval/video" not in tags["images"]
+    assert {"run/config/text_summary", "data/summary/text_summary"} <= set(tags["tensors"])
+    assert [e.step for e in acc.Histograms("eval/returns")] == [2, 4, 6, 8]
+    assert [e.value for e in acc.Scalars("eval/train_min")] == pytest.approx(minutes)
+    vs_min = acc.Scalars("eval/score_vs_min")
+    assert [e.step for e in vs_min] == [round(m * 60) for m in minutes]
+    assert [e.value for e in vs_min] == pytest.approx(scores)
+
+
+def test_video_every_logs_an_evaluation_episode(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    pytest.importorskip("imageio")
+    cfg = tiny_config(steps=4, eval_every=2, video_every=4, eval_episodes=1, final_eval_episodes=1, eval_max_steps=8)
+    train(cfg, tmp_path / "run")
+    images = _events(tmp_path / "run").Images("eval/video")
+    assert [e.step for e in images] == [4]
+    assert images[0].encoded_image_string[:6] == b"GIF89a" and (images[0].width, images[0].height) == (160, 128)
+
+
+def test_video_every_must_be_a_multiple_of_eval_every(tiny_config: Callable[..., TrainConfig]) -> None:
+    with pytest.raises(ValueError, match=r"video_every \(3\) must be a multiple of eval_every \(2\)"):
+        tiny_config(eval_every=2, video_every=3)
+    with pytest.raises(ValueError, match="requeue_exit_code must be an exit status in 0..255, got 256"):
+        tiny_config(requeue_exit_code=256)
+    with pytest.raises(ValueError, match="time_budget_min must be >= 0"):
+        tiny_config(time_budget_min=-1)
