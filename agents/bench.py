@@ -4,7 +4,9 @@ Training: one AdamW update (forward, masked MSE, backward, clip, step) on a rand
 DT's model size (128 wide, 3 layers, dropout 0.1), obs 11 / act 3 (Hopper). Acting: ``DecisionPolicy.act`` for
 n parallel slots at context K, in window mode (rerun K steps) and recurrent mode (one step), after a warm-up
 long enough to fill the window. Median over repeats; JSON out plus a printed table. ``--device cuda`` times on the
-GPU (synchronised before each clock read) and adds the training step's peak GPU memory.
+GPU (synchronised before each clock read) and adds the training step's peak GPU memory. ``--cuda-graphs on``
+(or ``auto``) times the update as ``agents.graphs.GraphedUpdate`` replays it, where the device and backbone allow;
+the ``cuda_graphs`` column says which update each row timed.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-train", action="store_true", help="only measure acting")
     p.add_argument("--skip-acting", action="store_true", help="only measure training steps")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    p.add_argument(
+        "--cuda-graphs", default="off", choices=("auto", "on", "off"), help="time the CUDA-graphed update (off)"
+    )
     p.add_argument("--out", default="bench_out/agents.json", help="JSON output file")
 
 
@@ -75,15 +80,24 @@ def bench_train_step(
     dim: int = 128,
     depth: int = 3,
     device: str = "cpu",
+    cuda_graphs: str = "off",
 ) -> dict[str, Any]:
-    """Median seconds of one ``agents.trainer.update_step`` (DT's optimiser settings); returns a JSON-ready row."""
-    from agents.trainer import build_model, make_optimizer, update_step
+    """Median seconds of one ``agents.trainer.update_step`` (DT's optimiser settings), or of the trainer's
+    ``GraphedUpdate.step`` where ``cuda_graphs`` resolves to on for this device and backbone (``on`` raises where it
+    cannot); returns a JSON-ready row."""
+    from agents.graphs import UPDATE_BACKBONES, make_graphable_optimizer, use_graphs
+    from agents.trainer import build_model, make_optimizer, make_updater, update_step
 
     torch.manual_seed(0)
     B = batch_size
     cfg = TrainConfig(backbone=backbone, layout=layout, dim=dim, depth=depth, context_len=K, batch_size=B)
     model = build_model(cfg, OBS_DIM, ACT_DIM).to(device).train()
-    optimizer, scheduler = make_optimizer(model, cfg)
+    graphs = use_graphs(cuda_graphs, torch.device(device), backbone, UPDATE_BACKBONES)
+    if graphs:
+        optimizer, scheduler = make_graphable_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
+        updater = make_updater(model, cfg, optimizer, scheduler, graphs=True)
+    else:
+        optimizer, scheduler = make_optimizer(model, cfg)
     batch = {
         "states": torch.randn(B, K, OBS_DIM),
         "actions": torch.rand(B, K, ACT_DIM) * 2 - 1,
@@ -96,9 +110,12 @@ def bench_train_step(
     cuda = str(device).startswith("cuda")
 
     def update() -> None:
-        update_step(model, batch, cfg, optimizer, scheduler)
+        if graphs:
+            updater.step(batch)
+        else:
+            update_step(model, batch, cfg, optimizer, scheduler)
 
-    update()  # warm-up (allocations, numba compilation, kernel compilation)
+    update()  # warm-up (allocations, numba compilation, kernel compilation; the graph's capture)
     _sync(device)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -114,6 +131,7 @@ def bench_train_step(
     row = {
         "backbone": backbone, "layout": layout, "K": K, "batch": B, "ms_per_step": 1e3 * sec,
         "tokens_per_s": tokens / sec, "params": sum(p.numel() for p in model.parameters()), "device": str(device),
+        "cuda_graphs": "on" if graphs else "off",
     }  # fmt: skip
     if cuda:
         row["peak_mb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
@@ -173,11 +191,13 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             for layout in args.layouts:
                 for backbone in args.backbones:
                     row = bench_train_step(
-                        backbone, layout, K, args.batch_size, args.repeat, args.dim, args.depth, args.device
-                    )
+                        backbone, layout, K, args.batch_size, args.repeat, args.dim, args.depth, args.device,
+                        args.cuda_graphs,
+                    )  # fmt: skip
                     out["train"].append(row)
                     print(f"train {backbone:11s} {layout:11s} K={K:<4d} {row['ms_per_step']:8.1f} ms/step", flush=True)
-        print("\n" + _table(out["train"], ["backbone", "layout", "K", "batch", "ms_per_step", "tokens_per_s"]))
+        columns = ["backbone", "layout", "K", "batch", "cuda_graphs", "ms_per_step", "tokens_per_s"]
+        print("\n" + _table(out["train"], columns))
     if not args.skip_acting:
         for layout in args.layouts:
             for backbone in args.backbones:

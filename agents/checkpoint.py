@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from envs.provenance import file_sha256
 
-__all__ = ["Checkpoint", "find_checkpoint", "load_checkpoint", "save_checkpoint", "atomic_write_text"]
+__all__ = ["Checkpoint", "find_checkpoint", "json_safe", "load_checkpoint", "save_checkpoint", "atomic_write_text"]
 
 FORMAT_VERSION = 1
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
@@ -92,7 +92,20 @@ def optimizer_to_tensors(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Te
                 tensors[f"state.{idx}.{name}"] = value
             else:
                 scalars[f"{idx}.{name}"] = value
-    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+    return tensors, {"param_groups": json_safe(state_dict["param_groups"]), "scalars": scalars}
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every 0-dim tensor replaced by its Python number, in nested dicts, lists and tuples. A
+    capturable optimizer (``cuda_graphs``) keeps its lr as a device tensor and its scheduler records those; the
+    checkpoint stores plain floats, whatever the mode (``agents.trainer.fit_optimizer_to_graphs`` converts back)."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        return value.item()
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(json_safe(v) for v in value)
+    return value
 
 
 def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from minrnn.scan import BACKENDS as SCAN_BACKENDS
 __all__ = [
     "ACTING_MODES",
     "BACKBONE_NAMES",
+    "CUDA_GRAPH_MODES",
     "DEFAULT_TARGETS",
     "EVAL_VECTORS",
     "CONFIGS_DIR",
@@ -52,6 +53,9 @@ LAYOUTS: tuple[str, ...] = ("interleaved", "stacked")
 ACTING_MODES: tuple[str, ...] = ("auto", "window", "recurrent")
 TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in")
 EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
+#: Values of ``cuda_graphs``; the same tuple as ``agents.graphs.MODES`` (not imported from there: agents.graphs
+#: imports agents.decision, which imports this module).
+CUDA_GRAPH_MODES: tuple[str, ...] = ("auto", "on", "off")
 #: DT's evaluation targets (returns-to-go at t=0) per D4RL env (kzl/decision-transformer gym/experiment.py,
 #: ``env_targets``).
 DEFAULT_TARGETS: dict[str, tuple[float, ...]] = {
@@ -126,6 +130,12 @@ class TrainConfig:
     bf16: bool = _field(False, "bf16 autocast for the forward pass")
     compile: bool = _field(False, "torch.compile the model for training")
     scan_backend: str = _field("auto", "minrnn scan back-end: " + ", ".join(SCAN_BACKENDS))
+    cuda_graphs: str = _field(
+        "auto",
+        "CUDA-graph the update and recurrent acting (agents/graphs.py): auto (on CUDA for mingru/minlstm/"
+        "transformer updates and mingru/minlstm acting; off on CPU, with compile or under torchrun), on (an error "
+        "off CUDA or for gru/lstm), off",
+    )
     log_every: int = _field(100, "steps between train/ and perf/ scalars")
     histogram_every: int = _field(5_000, "steps between action histograms; 0 disables them")
     checkpoint_every: int = _field(5_000, "steps between resumable checkpoints; 0 = only at the end")
@@ -168,6 +178,21 @@ class TrainConfig:
             return self.acting_mode
         return "recurrent" if self.backbone in RECURRENT_BACKBONES else "window"
 
+    def resolved_cuda_graphs(self, distributed: bool = False) -> str:
+        """``cuda_graphs`` for this run, before the device and backbone are known (``agents.graphs.use_graphs``
+        decides those): "auto" becomes "off" with ``compile`` (it removes the same launch overhead) and in a
+        ``distributed`` run (DDP's bucketed all-reduce inside a captured graph is untested here); "on" in a
+        distributed run is a ValueError. Every train_mode samples fixed-shape batches ((B, segment_len) for
+        segments), so none of them turns it off. The config itself is not changed."""
+        if self.cuda_graphs == "on" and distributed:
+            raise ValueError(
+                "cuda_graphs='on' is not supported in a multi-process (torchrun/DDP) run; use 'auto' (off there) "
+                "or 'off'"
+            )
+        if self.cuda_graphs == "auto" and (self.compile or distributed):
+            return "off"
+        return self.cuda_graphs
+
     def validate(self) -> TrainConfig:
         """Return self, or raise ValueError naming the bad value and the fix."""
         _check_choice("backbone", self.backbone, BACKBONE_NAMES)
@@ -176,6 +201,12 @@ class TrainConfig:
         _check_choice("train_mode", self.train_mode, TRAIN_MODES)
         _check_choice("eval_vector", self.eval_vector, EVAL_VECTORS)
         _check_choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
+        _check_choice("cuda_graphs", self.cuda_graphs, CUDA_GRAPH_MODES)
+        if self.cuda_graphs == "on" and self.compile:
+            raise ValueError(
+                "cuda_graphs='on' and compile=True both remove launch overhead; pick one (set cuda_graphs: off to "
+                "use torch.compile)"
+            )
         positive = ("context_len", "dim", "depth", "n_heads", "max_ep_len", "steps", "batch_size", "segment_len")
         positive += ("eval_episodes", "eval_envs", "eval_max_steps", "final_eval_episodes")
         for key in positive:

@@ -5,6 +5,10 @@
 - ``recurrent``: carry the backbone state through the episode with ``backbone.step``; O(1) work per step.
   For the recurrent backbones (mingru, minlstm, gru, lstm).
 
+In recurrent mode with ``cuda_graphs`` "auto" or "on" and a mingru/minlstm backbone, each step is
+:class:`agents.graphs.GraphedActor` (replayed from a CUDA graph on CUDA; its eager body elsewhere under "auto").
+Other backbones (the transformer's state grows; gru/lstm sync with the host) act eagerly.
+
 The return-to-go of slot i at step t is ``target - (sum of the rewards slot i earned so far)``, as in DT.
 
 >>> import numpy as np
@@ -25,6 +29,7 @@ import torch
 from torch import Tensor
 
 from agents.decision import DecisionModel
+from agents.graphs import ACT_BACKBONES, MODES, GraphedActor
 
 __all__ = ["DecisionPolicy"]
 
@@ -38,6 +43,8 @@ class DecisionPolicy:
         mode: "window" or "recurrent".
         context_len: K, steps rerun in window mode.
         record_actions: keep every chosen action in ``self.actions_taken`` (for histograms).
+        cuda_graphs: "off" (default: ``model.step_deferred``), "auto" or "on": recurrent acting through a
+            GraphedActor for mingru/minlstm ("on" off CUDA is a ValueError at ``reset``).
     """
 
     def __init__(
@@ -47,9 +54,12 @@ class DecisionPolicy:
         mode: str = "window",
         context_len: int = 20,
         record_actions: bool = False,
+        cuda_graphs: str = "off",
     ) -> None:
         if mode not in ("window", "recurrent"):
             raise ValueError(f"acting mode {mode!r} is not valid; use 'window' or 'recurrent'")
+        if cuda_graphs not in MODES:
+            raise ValueError(f"cuda_graphs={cuda_graphs!r} is not valid; use one of {list(MODES)}")
         self.model = model.eval()
         self.target_return = float(target_return)
         self.mode, self.K = mode, int(context_len)
@@ -57,6 +67,9 @@ class DecisionPolicy:
         self.actions_taken: list[np.ndarray] = []
         self.n = 0
         self.device = next(model.parameters()).device
+        graphable = mode == "recurrent" and cuda_graphs != "off" and model.backbone_name in ACT_BACKBONES
+        self.graph_mode = cuda_graphs if graphable else "off"
+        self.actor: GraphedActor | None = None  # built at reset for n slots, kept while n stays the same
 
     # --- protocol --------------------------------------------------------------------------------------------
     def reset(self, n_envs: int) -> None:
@@ -69,6 +82,9 @@ class DecisionPolicy:
         self.prev_action = torch.zeros(n_envs, act_dim, device=dev)  # (n, act) a_{t-1}
         self.state: Any = None  # recurrent mode: backbone state before a_{t-1} (fed with the next step's tokens)
         self.prev_t = torch.zeros(n_envs, dtype=torch.long, device=dev)  # recurrent mode: timestep of a_{t-1}
+        self.started = False  # graphed recurrent mode: an act has run since reset
+        if self.graph_mode != "off" and (self.actor is None or self.actor.n != n_envs):
+            self.actor = GraphedActor(self.model, n_envs, self.graph_mode)  # captures at its first act on CUDA
         # window mode: the last K steps, left-padded
         self.w_states = torch.zeros(n_envs, self.K, obs_dim, device=dev)
         self.w_actions = torch.zeros(n_envs, self.K, act_dim, device=dev)
@@ -117,6 +133,8 @@ class DecisionPolicy:
     # --- recurrent mode ------------------------------------------------------------------------------------------
     def _act_recurrent(self, s: Tensor, r: Tensor, t: Tensor, done: np.ndarray) -> Tensor:
         """One backbone step per slot from its carried state; slots with done restart from the initial state."""
+        if self.actor is not None:
+            return self._act_graphed(s, r, t, done)
         state = self.state
         has_prev = None  # rows that carry an a_{t-1} not yet fed (interleaved: it is fed with this step's tokens)
         if state is not None and done.all():
@@ -129,4 +147,17 @@ class DecisionPolicy:
             has_prev = torch.zeros(self.n, dtype=torch.bool, device=self.device)
         action, self.state = self.model.step_deferred(s, r, t, state, self.prev_action, self.prev_t, has_prev)
         self.prev_t = t
+        return action
+
+    def _act_graphed(self, s: Tensor, r: Tensor, t: Tensor, done: np.ndarray) -> Tensor:
+        """The same step through the GraphedActor, whose static buffers hold the backbone state."""
+        assert self.actor is not None
+        done_t = torch.as_tensor(done, device=self.device)
+        if self.started:
+            self.actor.reset(done_t)  # finished rows go back to the initial state
+        else:
+            self.actor.reset(torch.ones_like(done_t))  # a reused actor holds the previous episodes' state
+        has_prev = ~done_t if self.started else torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        action = self.actor.act(s, r, t.long(), self.prev_action, self.prev_t, has_prev).clone()
+        self.started, self.prev_t = True, t
         return action

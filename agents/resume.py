@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.checkpoint import Checkpoint, save_checkpoint
+from agents.checkpoint import Checkpoint, json_safe, save_checkpoint
 from agents.config import TrainConfig
 from agents.distributed import DistInfo, fingerprint
 from envs.store import StoreInfo
@@ -185,7 +185,8 @@ class CheckpointWriter:
     def save(self, state: TrainState, ranks: list[dict[str, Any]], best: bool) -> None:
         """Checkpoint the current step with every rank's RNG states (``rank_state``); ``best`` also moves "best"."""
         meta = {
-            "step": state.step, **self.fixed, "scheduler": self.scheduler.state_dict(), "world_size": len(ranks),
+            "step": state.step, **self.fixed, "scheduler": json_safe(self.scheduler.state_dict()),  # float lrs
+            "world_size": len(ranks),
             "sampler_rng_per_rank": [r["sampler"] for r in ranks],
             "best_score": state.best if state.best > -math.inf else None, "best_step": state.best_step,
             "history": state.history, "train_time_s": state.train_time_s,

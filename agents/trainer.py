@@ -33,6 +33,7 @@ from agents.config import TrainConfig, config_from_dict, default_targets
 from agents.decision import DecisionModel, masked_mse
 from agents.distributed import DistInfo, resolve_device
 from agents.evaluation import evaluate_model, score_of
+from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, make_graphable_optimizer, use_graphs
 from agents.policy import DecisionPolicy
 from agents.preempt import Preempted, Preemption
 from agents.resume import CheckpointWriter, check_in_sync, rank_state, start_state
@@ -134,8 +135,8 @@ class StepOutput:
 
     loss: float
     grad_norm: float
-    pred: Tensor
-    mask: Tensor
+    pred: Tensor | None  # None after a graphed update (agents/graphs.py returns only the loss)
+    mask: Tensor | None
 
 
 def update_step(
@@ -160,6 +161,45 @@ def update_step(
     if scheduler is not None:
         scheduler.step()
     return StepOutput(loss.item(), float(grad_norm), pred, mask)
+
+
+def make_updater(
+    train_model: torch.nn.Module, cfg: TrainConfig, optimizer: torch.optim.Optimizer, scheduler: Any, graphs: bool
+) -> GraphedUpdate:
+    """The update of ``update_step`` (bf16 autocast, clipping, AdamW, scheduler) as a ``GraphedUpdate``: captured
+    as a CUDA graph at its first ``step`` when ``graphs``, else run eagerly. Its ``step`` returns the loss (0-dim
+    tensor) and steps the scheduler; the gradient norm is in ``.grad_norm``."""
+
+    def loss_fn(m: torch.nn.Module, b: dict[str, Tensor]) -> Tensor:  # autocast is recorded like any other op
+        with torch.autocast(b["states"].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            return compute_loss(m, b, cfg)[0]
+
+    return GraphedUpdate(train_model, optimizer, scheduler, cfg.grad_clip, loss_fn, mode="on" if graphs else "off")
+
+
+@torch.no_grad()
+def fit_optimizer_to_graphs(optimizer: torch.optim.Optimizer, scheduler: Any, graphs: bool) -> None:
+    """Make a (possibly just restored) AdamW fit the update that runs: with ``graphs``, ``capturable=True``, a
+    device-tensor lr and step counts on the parameters' device (``make_graphable_optimizer``); without, the float
+    lr and CPU step counts of ``make_optimizer``. A checkpoint stores a float lr whatever the mode (agents/
+    checkpoint.py), so a run can be resumed with ``cuda_graphs`` changed."""
+    for group in optimizer.param_groups:
+        device = group["params"][0].device
+        lr = float(group["lr"])
+        group["capturable"] = graphs
+        if graphs:
+            group["lr"] = group["lr"] if isinstance(group["lr"], Tensor) else torch.tensor(lr, device=device)
+        else:
+            group["lr"] = lr
+        if "initial_lr" in group:
+            group["initial_lr"] = float(group["initial_lr"])
+        for p in group["params"]:
+            step = optimizer.state.get(p, {}).get("step")
+            if isinstance(step, Tensor):
+                optimizer.state[p]["step"] = step.to(device if graphs else "cpu", torch.float32)
+    if scheduler is not None:
+        scheduler.base_lrs = [float(b) for b in scheduler.base_lrs]
+        scheduler._last_lr = [float(x) for x in scheduler.get_last_lr()]
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
@@ -205,6 +245,7 @@ class Setup:
     targets: tuple[float, ...]
     model: DecisionModel
     ckpt: Any  # Checkpoint or None
+    graphs: bool = False  # cuda_graphs resolved for this device and backbone: capture the update as a CUDA graph
 
 
 def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist: DistInfo, store: Any) -> Setup:
@@ -221,6 +262,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
             raise ValueError("no dataset: pass --dataset minari:<id> or d4rl:<file.hdf5> (see `run_rl.py datasets`)")
         torch.set_num_threads(cfg.threads or dist.default_threads())
         device = resolve_device(cfg.device, dist)
+        graphs = use_graphs(cfg.resolved_cuda_graphs(dist.is_distributed), device, cfg.backbone, UPDATE_BACKBONES)
         torch.manual_seed(cfg.seed)
         store = store if store is not None else load_dataset(cfg.dataset, env_id=cfg.env or None)
         if dist.is_main:
@@ -232,7 +274,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
         if ckpt is not None:
             check_same_model(cfg, ckpt.meta["config"], str(run_dir))
             _load_weights(model, ckpt.model, ckpt.path)
-        setup = Setup(cfg, store, device, run_dir, targets, model, ckpt)
+        setup = Setup(cfg, store, device, run_dir, targets, model, ckpt, graphs)
     except Exception as err:
         error = err
     dist.agree(error)
@@ -267,9 +309,14 @@ def train(
         import envs.video  # noqa: F401
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
     cfg, store, device, model, info = s.cfg, s.store, s.device, s.model, s.store.info()
-    optimizer, scheduler = make_optimizer(model, cfg)
-    state, rng = start_state(s.ckpt, cfg, dist, device, optimizer, scheduler)
+    if s.graphs:
+        optimizer, scheduler = make_graphable_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
+    else:
+        optimizer, scheduler = make_optimizer(model, cfg)
+    state, rng = start_state(s.ckpt, cfg, dist, device, optimizer, scheduler)  # before the first step (capture)
+    fit_optimizer_to_graphs(optimizer, scheduler, s.graphs)  # a checkpoint may come from a run with the other mode
     train_model = for_training(model, cfg, dist, device)
+    updater = make_updater(train_model, cfg, optimizer, scheduler, s.graphs) if s.graphs else None
     log = saver = None
     if dist.is_main:
         log = RunLog(s.run_dir, cfg, store.summary(), state.history, state.step + 1 if resume else None)
@@ -286,7 +333,11 @@ def train(
             # sample -> loss -> step
             t0 = time.perf_counter()
             batch = to_tensors(sample_batch(store, cfg, rng), device)
-            out = update_step(train_model, batch, cfg, optimizer, scheduler)
+            if updater is None:
+                out = update_step(train_model, batch, cfg, optimizer, scheduler)
+            else:  # the scheduler steps inside; one host sync for the loss, as update_step's .item()
+                loss_t = updater.step(batch)
+                out = StepOutput(loss_t.item(), float(updater.grad_norm), None, None)
             step = state.advance(time.perf_counter() - t0)
             check_loss(out.loss, step)
             meter.add(out.loss)
@@ -302,9 +353,14 @@ def train(
             if step % max(cfg.log_every, 1) == 0 or final:
                 loss, n, seconds = meter.flush(dist)
                 if log is not None:
-                    log.train_scalars(step, loss, scheduler.get_last_lr()[0], out.grad_norm, n, tokens, seconds)
+                    lr = float(scheduler.get_last_lr()[0])  # a 0-dim tensor with cuda_graphs
+                    log.train_scalars(step, loss, lr, out.grad_norm, n, tokens, seconds)
                     bar.set_postfix(loss=f"{loss:.4f}")
             if log is not None and cfg.histogram_every and step % cfg.histogram_every == 0:
+                if out.pred is None:  # the graphed step returns no predictions: one extra forward, on these steps only
+                    with torch.no_grad():
+                        _, pred, mask = compute_loss(model, batch, cfg)
+                    out = StepOutput(out.loss, out.grad_norm, pred, mask)
                 log.action_histograms(step, out.pred[out.mask], batch["actions"][:, -out.mask.shape[1] :][out.mask])
 
             eval_due = final or (cfg.eval_every and step % cfg.eval_every == 0)
@@ -350,6 +406,7 @@ def train(
     extra = state.summary(s.run_dir, evaluation.score)
     extra["last_per_target"] = {key: score_of(r) for key, r in evaluation.per_target.items()}
     extra["stop_reason"] = "time_budget" if out_of_time else "steps"
+    extra["cuda_graphs"] = "on" if s.graphs else "off"  # cfg.cuda_graphs as resolved for this run
     results = results_dict(cfg, evaluation, state.step, state.train_time_s, extra)
     log.finish(cfg, results)
     return results

@@ -52,6 +52,14 @@ class CollectedEpisode:
     def __len__(self) -> int:
         return len(self.actions)
 
+    @classmethod
+    def from_lists(
+        cls, observations: list, actions: list, rewards: list, terminated: Any, truncated: Any, seed: int | None
+    ) -> CollectedEpisode:
+        """An episode from the per-step lists a rollout appends to (float32 arrays; numpy flags become bools)."""
+        arrays = (np.asarray(x, np.float32) for x in (observations, actions, rewards))
+        return cls(*arrays, bool(terminated), bool(truncated), seed)
+
 
 def dataset_id(env: str, level: str, version: int = 0) -> str:
     """Our Minari id for an env and a recipe level, e.g. ("Hopper-v5", "medium") -> "minrnn/hopper/medium-v0"."""
@@ -90,16 +98,7 @@ def rollout(
             steps += 1
             if term or trunc or steps >= n_transitions:
                 break
-        episodes.append(
-            CollectedEpisode(
-                np.asarray(obs_list, np.float32),
-                np.asarray(act_list, np.float32),
-                np.asarray(rew_list, np.float32),
-                bool(term),
-                bool(not term),
-                seed + k,
-            )
-        )
+        episodes.append(CollectedEpisode.from_lists(obs_list, act_list, rew_list, term, not term, seed + k))
         k += 1
     env.close()
     return episodes
@@ -228,16 +227,7 @@ def play_episodes(
             rew_list.append(float(reward))
             if on_step is not None:
                 on_step(k, len(act_list))
-        episodes.append(
-            CollectedEpisode(
-                np.asarray(obs_list, np.float32),
-                np.asarray(act_list, np.float32),
-                np.asarray(rew_list, np.float32),
-                bool(term),
-                bool(trunc and not term),
-                seed + k,
-            )
-        )
+        episodes.append(CollectedEpisode.from_lists(obs_list, act_list, rew_list, term, trunc and not term, seed + k))
     return episodes
 
 

@@ -60,6 +60,7 @@ def our_command(file: Path, agent: str, seed: int, args: argparse.Namespace, out
         sys.executable, str(ROOT / "run_rl.py"), "train", "--config", "dt", "--dataset", f"d4rl:{file}",
         "--backbone", "transformer" if agent == "dt" else agent, "--seed", str(seed), "--steps", str(args.steps),
         "--eval-every", str(args.eval_every), "--eval-episodes", str(args.episodes), "--threads", "1",
+        "--set", f"final_eval_episodes={args.episodes}",
         "--set", f"target_returns=[{target:g}]", "--set", "checkpoint_every=0", "--set", "histogram_every=0",
         "--set", "eval_vector=sync", "--set", "progress=false", "--out", str(out),
     ]  # fmt: skip

@@ -47,6 +47,11 @@ sys.path.insert(0, str(ROOT))  # the repo's packages, installed or not
 
 from envs.scores import normalized_score  # noqa: E402
 
+#: Keys a sweep's --set does not change for the `dt` agent (configs/dt.yaml: DT as Chen et al. ran it).
+DT_FIXED = ("layout", "acting_mode", "backbone")
+#: Agents in table order: DT first, then attention over stacked tokens (an ablation), then the recurrent backbones.
+AGENTS = ("dt", "transformer", "mingru", "minlstm", "gru", "lstm")
+
 
 def run_dir(out: Path, config: str, backbone: str, seed: int) -> Path:
     return out / config / backbone / f"seed{seed}"
@@ -65,14 +70,16 @@ def train_command(
     """The `run_rl.py train` command for one cell: --resume when a checkpoint is there; --overwrite when an earlier
     sweep was killed before the cell's first checkpoint (its directory then holds nothing to continue from)."""
     rd = run_dir(out, config, backbone, seed)
+    agent = ["--config", "dt"] if backbone == "dt" else []  # DT's recipe first; the dataset's config on top
     cmd = [
         sys.executable,
         str(ROOT / "run_rl.py"),
         "train",
+        *agent,
         "--config",
         str(ROOT / "configs" / f"{config}.yaml"),
         "--backbone",
-        backbone,
+        "transformer" if backbone == "dt" else backbone,
         "--seed",
         str(seed),
         "--steps",
@@ -85,8 +92,10 @@ def train_command(
         "progress=false",
     ]
     for o in overrides:
+        if backbone == "dt" and o.split("=", 1)[0] in DT_FIXED:
+            continue  # dt means DT's token layout and acting, whatever the other agents use
         cmd += ["--set", o]
-    for o in recurrent_overrides if backbone != "transformer" else []:
+    for o in recurrent_overrides if backbone not in ("transformer", "dt") else []:
         cmd += ["--set", o]
     if (rd / "checkpoints" / "latest").is_file():
         cmd.append("--resume")
@@ -336,8 +345,8 @@ def compare_to(rows: list[dict], base: str, n_boot: int = 2000, seed: int = 0) -
 
 
 def backbones_in(rows: list[dict]) -> list[str]:
-    """The backbones that have runs, attention first."""
-    return [b for b in ("transformer", "mingru", "minlstm", "gru", "lstm") if any(r["backbone"] == b for r in rows)]
+    """The agents that have runs, in :data:`AGENTS` order (dt, then attention, then the recurrent backbones)."""
+    return [b for b in AGENTS if any(r["backbone"] == b for r in rows)]
 
 
 def _machine_text(m: dict | None) -> str:
@@ -405,7 +414,7 @@ def write_table(out: Path) -> str:
         wall[b] = f"{np.median(w):.1f} min ({min(w):.1f}–{max(w):.1f})"
     lines += (
         [""]
-        + compare_to(rows, "transformer")
+        + compare_to(rows, "dt" if any(r["backbone"] == "dt" for r in rows) else "transformer")
         + [
             "",
             f"Steps per run: {', '.join(map(str, steps))}; batch {', '.join(batches)}. Wall time per run, median "
@@ -523,7 +532,12 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train every missing cell of the matrix, then write the table")
     r.add_argument("--configs", nargs="+", required=True, help="config names in configs/ (without .yaml)")
-    r.add_argument("--backbones", nargs="+", default=["transformer", "mingru", "minlstm"])
+    r.add_argument(
+        "--backbones",
+        nargs="+",
+        default=["dt", "transformer", "mingru", "minlstm"],
+        help="agents: dt (DT as published, configs/dt.yaml) and/or backbones",
+    )
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--steps", type=int, required=True, help="gradient steps per run")
     r.add_argument("--out", required=True)

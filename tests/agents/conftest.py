@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import torch
 
 from agents.config import TrainConfig, apply_overrides
+from agents.decision import masked_mse
 
 #: A model and a run small enough for a busy 2-core CPU: dim 32, 1 layer, K=5, batch 16, short evaluations.
 TINY: dict[str, Any] = {
@@ -27,3 +30,30 @@ def tiny_config(d4rl_file: Any) -> Callable[..., TrainConfig]:
         return apply_overrides(TrainConfig(), values).validate()
 
     return make
+
+
+def eager_updates(
+    model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], lr: float, weight_decay: float, warmup: int,
+    clip: float, foreach: bool | None = None,
+) -> list[float]:  # fmt: skip
+    """agents/trainer.py's update_step, spelled out as the reference for the graphed and vmapped updates: loss,
+    zero_grad, backward, clip_grad_norm_, AdamW, LambdaLR warm-up ``min((s + 1) / warmup, 1)``; returns the losses."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=foreach)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, 1.0))
+    losses = []
+    for b in batches:
+        pred, _ = model(b["states"], b["actions"], b["rtg"], b["timesteps"], b["mask"])
+        loss = masked_mse(pred, b["actions"], b["mask"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()), clip or math.inf)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture
+def eager_reference() -> Callable[..., list[float]]:
+    """The function ``eager_updates`` (a fixture, so that test modules need not import conftest)."""
+    return eager_updates

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from agents.config import TrainConfig, config_from_dict, load_config, load_yaml
 
@@ -77,6 +78,7 @@ def test_unknown_key_suggests_and_lists() -> None:
         ("dropout=1.0", r"dropout must be in \[0, 1\)"),
         ("eval_vector=asynk", r"eval_vector='asynk' is not valid \(did you mean 'async'\?\)"),
         ("scan_backend=triton_chunk", r"scan_backend='triton_chunk' is not valid \(did you mean 'triton_chunked'\?\)"),
+        ("cuda_graphs=maybe", r"cuda_graphs='maybe' is not valid; use one of \['auto', 'on', 'off'\]"),
         ("target_returns=abc", r"expects a list of numbers"),
         ("key_without_value", r"must look like key=value"),
     ],
@@ -105,3 +107,25 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 def test_to_dict_round_trip() -> None:
     cfg = load_config(None, ["target_returns=[1, 2]", "backbone=lstm"])
     assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_cuda_graphs_key() -> None:
+    from agents.graphs import MODES, use_graphs
+
+    assert TrainConfig().cuda_graphs == "auto"
+    assert load_config(None, ["cuda_graphs=off"]).cuda_graphs == "off"
+    with pytest.raises(ValueError, match=r"cuda_graphs='on' and compile=True both remove launch overhead; pick one"):
+        load_config(None, ["cuda_graphs=on", "compile=true"])
+    import agents.config
+
+    assert agents.config.CUDA_GRAPH_MODES == MODES  # the config validates the values agents/graphs.py accepts
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto = load_config(None, [])
+    assert auto.resolved_cuda_graphs() == "auto" and not use_graphs(auto.resolved_cuda_graphs(), cpu)
+    assert use_graphs(auto.resolved_cuda_graphs(), cuda, "mingru", ("mingru",))
+    assert load_config(None, ["compile=true"]).resolved_cuda_graphs() == "off"
+    assert auto.resolved_cuda_graphs(distributed=True) == "off" and auto.cuda_graphs == "auto"
+    with pytest.raises(ValueError, match=r"cuda_graphs='on' is not supported in a multi-process \(torchrun/DDP\) run"):
+        load_config(None, ["cuda_graphs=on"]).resolved_cuda_graphs(distributed=True)
+    with pytest.raises(ValueError, match=r"cuda_graphs='on' needs a model on CUDA, got device cpu"):
+        use_graphs(load_config(None, ["cuda_graphs=on"]).resolved_cuda_graphs(), cpu)

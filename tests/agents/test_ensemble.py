@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import math
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from agents.decision import DecisionModel, masked_mse
+from agents.decision import DecisionModel
 from agents.ensemble import Ensemble, train_ensemble
 
 N, B, K, OBS, ACT = 3, 4, 6, 5, 2
@@ -36,34 +36,18 @@ def _batches(steps: int) -> list[dict[str, torch.Tensor]]:
     return out
 
 
-def _separate(model: DecisionModel, batches: list[dict], seed: int, lr: float, clip: float) -> list[float]:
-    """One seed on its own, as agents/trainer.py's update_step (AdamW, clip_grad_norm_, LambdaLR warm-up 2)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / 2, 1.0))
-    losses = []
-    for b in batches:
-        b = {k: v[seed] for k, v in b.items()}
-        pred, _ = model(b["states"], b["actions"], b["rtg"], b["timesteps"], b["mask"])
-        loss = masked_mse(pred, b["actions"], b["mask"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()), clip or math.inf)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    return losses
-
-
 @pytest.mark.parametrize(
     "backbone,layout", [("mingru", "stacked"), ("minlstm", "interleaved"), ("mingru", "interleaved")]
 )
-def test_batched_equals_separate(backbone: str, layout: str) -> None:
+def test_batched_equals_separate(backbone: str, layout: str, eager_reference: Callable[..., list[float]]) -> None:
     steps, lr, clip = 4, 3e-3, 0.1  # a small clip, so that clipping is active for every seed
     batches = _batches(steps)
     models = _models(backbone, layout)
     refs = [copy.deepcopy(m) for m in models]
     got = train_ensemble(models, lambda s: batches[s], steps, lr=lr, weight_decay=1e-4, warmup_steps=2, grad_clip=clip)
-    want = torch.tensor([_separate(r, batches, i, lr, clip) for i, r in enumerate(refs)]).T  # (steps, N)
+    # each seed on its own, as agents/trainer.py's update_step (AdamW, clip_grad_norm_, LambdaLR warm-up 2)
+    per_seed = [[{k: v[i] for k, v in b.items()} for b in batches] for i in range(N)]
+    want = torch.tensor([eager_reference(r, per_seed[i], lr, 1e-4, 2, clip) for i, r in enumerate(refs)]).T
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     for m, r in zip(models, refs):
         for (name, p), q in zip(m.named_parameters(), r.parameters()):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import math
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from agents.decision import DecisionModel, masked_mse
+from agents.decision import DecisionModel
 from agents.graphs import (
     UPDATE_BACKBONES,
     GraphedActor,
@@ -37,26 +37,9 @@ def _batch(gen: torch.Generator, device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in b.items()}
 
 
-def _eager_reference(model, batches, lr, wd, warmup, clip) -> list[float]:
-    """agents/trainer.py's update_step, spelled out: zero_grad, loss, backward, clip, AdamW, LambdaLR."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd, foreach=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, 1.0))
-    losses = []
-    for b in batches:
-        pred, _ = model(b["states"], b["actions"], b["rtg"], b["timesteps"], b["mask"])
-        loss = masked_mse(pred, b["actions"], b["mask"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()), clip or math.inf)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    return losses
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["stacked", "interleaved"])
-def test_update_equals_eager(device: str, layout: str) -> None:
+def test_update_equals_eager(device: str, layout: str, eager_reference: Callable[..., list[float]]) -> None:
     model = _model("mingru", layout, device)
     ref = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(1)
@@ -65,7 +48,7 @@ def test_update_equals_eager(device: str, layout: str) -> None:
     upd = GraphedUpdate(model, opt, sched, grad_clip=0.25, mode="auto")
     assert upd.graphed == (device == "cuda")
     got = [upd.step(b).item() for b in batches]
-    want = _eager_reference(ref, batches, 1e-3, 1e-4, 3, 0.25)
+    want = eager_reference(ref, batches, 1e-3, 1e-4, 3, 0.25, foreach=True)
     assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
     for p, q in zip(model.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -145,3 +145,36 @@ def test_recurrent_slot_reset_every_backbone(backbone: str) -> None:
         np.testing.assert_allclose(acts[slot, start:], fresh[0], atol=ATOL)
     alone = roll(DecisionPolicy(model, 50.0, "recurrent", context_len=4), obs[:1], rewards[:1])
     np.testing.assert_allclose(acts[0], alone[0], atol=ATOL)
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "stacked"])
+@pytest.mark.parametrize("backbone", ["mingru", "minlstm"])
+def test_graphed_acting_matches_eager(backbone: str, layout: str) -> None:
+    """cuda_graphs="auto" acts through a GraphedActor (its eager body on CPU) with the same actions as the plain
+    recurrent policy, over episodes restarting in some slots, and again after a reset that reuses the actor."""
+    model = tiny_model(backbone, layout)
+    obs, rewards = trajectory(n=3, T=12)
+    resets = np.zeros((3, 12), bool)
+    resets[:, 0] = True
+    resets[0, 5] = resets[2, 9] = True
+    eager = DecisionPolicy(model, 50.0, "recurrent", context_len=4)
+    graphed = DecisionPolicy(model, 50.0, "recurrent", context_len=4, cuda_graphs="auto")
+    want = roll(eager, obs, rewards, resets)
+    got = roll(graphed, obs, rewards, resets)
+    assert graphed.actor is not None and eager.actor is None
+    np.testing.assert_allclose(got, want, atol=ATOL)
+    actor = graphed.actor
+    np.testing.assert_allclose(roll(graphed, obs, rewards), roll(eager, obs, rewards), atol=ATOL)
+    assert graphed.actor is actor  # same number of slots: the actor (and a captured graph) is kept
+
+
+def test_graphed_acting_falls_back_and_checks_mode() -> None:
+    for backbone, mode in (("transformer", "on"), ("gru", "auto")):  # growing KV cache; host-syncing mixer
+        pol = DecisionPolicy(tiny_model(backbone, "stacked"), 50.0, "recurrent", context_len=4, cuda_graphs=mode)
+        pol.reset(2)
+        assert pol.actor is None
+    with pytest.raises(ValueError, match=r"cuda_graphs='sometimes' is not valid; use one of \['auto', 'on', 'off'\]"):
+        DecisionPolicy(tiny_model("mingru", "stacked"), 50.0, "recurrent", cuda_graphs="sometimes")
+    pol = DecisionPolicy(tiny_model("mingru", "stacked"), 50.0, "recurrent", context_len=4, cuda_graphs="on")
+    with pytest.raises(ValueError, match=r"cuda_graphs='on' needs a model on CUDA, got device cpu"):
+        pol.reset(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig
 from agents.rundir import prepare_run_dir
-from agents.trainer import load_model, train
+from agents.trainer import (
+    build_model,
+    fit_optimizer_to_graphs,
+    load_model,
+    make_optimizer,
+    make_updater,
+    train,
+    update_step,
+)
 
 RESULT_KEYS = {
     "normalized_score_mean", "normalized_score_std", "return_mean", "return_std", "episodes", "score_reference",
@@ -213,3 +222,82 @@ def test_training_does_not_import_dataset_generation() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cuda_graphs_auto_runs_eager_on_cpu(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    """cuda_graphs=auto resolves to off on CPU: same losses, weights and recorded mode as an explicit off run."""
+    from agents.distributed import fingerprint
+
+    base = tiny_config(dropout=0.1, steps=12, log_every=2, histogram_every=4, eval_episodes=1, eval_envs=1,
+                       eval_max_steps=3)  # fmt: skip
+    results = {}
+    for mode in ("auto", "off"):
+        results[mode] = train(dataclasses.replace(base, cuda_graphs=mode), tmp_path / mode)
+    assert results["auto"]["cuda_graphs"] == results["off"]["cuda_graphs"] == "off"
+    assert scalars(tmp_path / "auto")["train/loss"] == scalars(tmp_path / "off")["train/loss"]
+    assert fingerprint(load_model(tmp_path / "auto")[0]) == fingerprint(load_model(tmp_path / "off")[0])
+    assert load_model(tmp_path / "auto")[1].cuda_graphs == "auto"  # the config as given is what is saved
+
+
+def test_cuda_graphs_on_needs_cuda(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    cfg = tiny_config(cuda_graphs="on", steps=2)
+    with pytest.raises(ValueError, match=r"cuda_graphs='on' needs a model on CUDA, got device cpu; use 'auto' or"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.parametrize("backbone", ["mingru", "gru"])
+def test_graphed_update_eager_fallback_matches_update_step(backbone: str) -> None:
+    """The trainer's GraphedUpdate (eager off CUDA) takes the same steps as update_step: loss, norm, weights, lr."""
+    cfg = TrainConfig(backbone=backbone, layout="stacked", dim=8, depth=1, dropout=0.1, warmup_steps=3, lr=1e-3)
+    B, K = 3, 5
+    gen = torch.Generator().manual_seed(0)
+    batches = [
+        {"states": torch.randn(B, K, 4, generator=gen), "actions": torch.rand(B, K, 2, generator=gen) - 0.5,
+         "rtg": torch.rand(B, K, generator=gen), "timesteps": torch.arange(K).expand(B, K).contiguous(),
+         "mask": torch.rand(B, K, generator=gen) > 0.2}
+        for _ in range(4)
+    ]  # fmt: skip
+    runs = []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = build_model(cfg, 4, 2).train()
+        opt, sched = make_optimizer(model, cfg)
+        upd = make_updater(model, cfg, opt, sched, graphs=False) if graphed else None
+        trace = []
+        for b in batches:
+            if upd is None:
+                out = update_step(model, b, cfg, opt, sched)
+                trace.append((out.loss, out.grad_norm, float(sched.get_last_lr()[0])))
+            else:
+                loss = upd.step(b)
+                trace.append((loss.item(), float(upd.grad_norm), float(sched.get_last_lr()[0])))
+        runs.append((trace, [p.detach().clone() for p in model.parameters()]))
+    (trace_a, w_a), (trace_b, w_b) = runs
+    assert trace_a == trace_b and trace_a[0][2] < trace_a[-1][2]  # the warm-up advanced once per step, in both
+    assert all(torch.equal(x, y) for x, y in zip(w_a, w_b, strict=True))
+
+
+def test_optimizer_fits_either_mode_and_checkpoints_plain_floats() -> None:
+    """A capturable-style group (tensor lr, capturable) is stored with float lr, and converts both ways."""
+    from agents.checkpoint import json_safe, optimizer_to_tensors
+
+    cfg = TrainConfig(layout="stacked", dim=8, depth=1, warmup_steps=4, lr=2e-3)
+    model = build_model(cfg, 4, 2)
+    opt, sched = make_optimizer(model, cfg)
+    opt.param_groups[0]["lr"] = torch.tensor(opt.param_groups[0]["lr"])  # as make_graphable_optimizer on CUDA
+    sched._last_lr = [opt.param_groups[0]["lr"]]
+    meta = optimizer_to_tensors(opt.state_dict())[1]
+    saved = json.loads(json.dumps({"opt": meta, "sched": json_safe(sched.state_dict())}))  # would fail on tensors
+    assert saved["opt"]["param_groups"][0]["lr"] == pytest.approx(2e-3 / 4)
+    assert saved["sched"]["_last_lr"] == [pytest.approx(2e-3 / 4)]
+    fit_optimizer_to_graphs(opt, sched, graphs=True)
+    group = opt.param_groups[0]
+    assert group["capturable"] and isinstance(group["lr"], torch.Tensor) and float(group["lr"]) == pytest.approx(5e-4)
+    fit_optimizer_to_graphs(opt, sched, graphs=False)
+    assert not group["capturable"] and type(group["lr"]) is float and group["lr"] == pytest.approx(5e-4)
+    model(torch.randn(2, 3, 4), torch.zeros(2, 3, 2), torch.ones(2, 3), torch.zeros(2, 3, dtype=torch.long),
+          torch.ones(2, 3, dtype=torch.bool))[0].sum().backward()  # fmt: skip
+    opt.step()  # the eager AdamW (foreach) accepts the converted group
+    sched.step()
+    assert type(sched.get_last_lr()[0]) is float and sched.get_last_lr()[0] == pytest.approx(1e-3)

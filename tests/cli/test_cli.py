@@ -102,7 +102,7 @@ def test_bench_agents_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code, text, _ = run_main(argv, capsys)
     assert code == 0 and "ms_per_step" in text
     data = json.loads(out.read_text())
-    assert len(data["train"]) == 2
+    assert len(data["train"]) == 2 and {r["cuda_graphs"] for r in data["train"]} == {"off"}
     assert {(r["backbone"], r["mode"]) for r in data["acting"]} == {
         ("mingru", "window"),
         ("mingru", "recurrent"),

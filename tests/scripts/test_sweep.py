@@ -161,3 +161,19 @@ def test_runs_on_rebuilt_data_are_set_aside_not_deleted(tmp_path):
     assert sweep.set_aside_stale(tmp_path, cells, {"hopper-medium": now}) == []
     assert sweep.existing_cells(tmp_path) == [("hopper-medium", "mingru", 0)]
     assert sweep.existing_cells(tmp_path, ["walker2d-medium"]) == []
+
+
+def test_dt_agent_is_dt_whatever_the_sweep_sets():
+    import run_rl
+
+    cmd = sweep.train_command(Path("/tmp/x"), "hopper-medium", "dt", 0, 100, 1,
+                              ["layout=stacked", "lr=0.0003"], ["acting_mode=recurrent"])  # fmt: skip
+    argv = cmd[cmd.index("train") :]
+    cfg = run_rl.resolve_train_config(run_rl.parse_args(argv))
+    assert (cfg.backbone, cfg.layout, cfg.acting_mode) == ("transformer", "interleaved", "window")
+    assert cfg.lr == 0.0003 and cfg.dataset == "minari:minrnn/hopper/medium-v0"  # shared budget, dataset's config
+    assert sweep.backbones_in([{"backbone": b} for b in ("mingru", "transformer", "dt")]) == [
+        "dt",
+        "transformer",
+        "mingru",
+    ]

@@ -19,29 +19,19 @@ TINY_RUN = [
 ]  # fmt: skip
 
 
+def sweep_argv(out: Path, dataset: str, engine: str, seeds: tuple[int, ...]) -> list[str]:
+    """``sweep.py run`` over hopper-medium x mingru x ``seeds`` into ``out``, on ``engine``, with the tiny run."""
+    argv = ["run", "--configs", "hopper-medium", "--backbones", "mingru", "--seeds", *map(str, seeds),
+            "--out", str(out), "--engine", engine, "--no-check-data", "--set", f"dataset={dataset}"]  # fmt: skip
+    return argv + [a for kv in TINY_RUN for a in ("--set", kv)]
+
+
 def test_ray_engine_runs_two_tiny_runs_and_resumes(tmp_path: Path, d4rl_file) -> None:
     """Two real runs as Ray tasks on a local 2-CPU Ray; then a run cut short resumes, via Ray, and only it."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        base = [
-            "run",
-            "--configs",
-            "hopper-medium",
-            "--backbones",
-            "mingru",
-            "--seeds",
-            "0",
-            "1",
-            "--out",
-            str(tmp_path),
-            "--engine",
-            "ray",
-            "--no-check-data",
-            "--set",
-            f"dataset=d4rl:{d4rl_file.path}",
-        ]
-        base += [a for kv in TINY_RUN for a in ("--set", kv)]  # fmt: skip
+        base = sweep_argv(tmp_path, f"d4rl:{d4rl_file.path}", "ray", (0, 1))
         sweep.main([*base, "--steps", "4"])
         for seed in (0, 1):
             res = json.loads((sweep.run_dir(tmp_path, "hopper-medium", "mingru", seed) / "results.json").read_text())
@@ -69,25 +59,7 @@ def test_ray_options_need_the_ray_engine(tmp_path: Path, flag: list[str], capsys
 
 
 def test_pool_engine_still_runs_without_ray(tmp_path: Path, d4rl_file) -> None:
-    argv = [
-        "run",
-        "--configs",
-        "hopper-medium",
-        "--backbones",
-        "mingru",
-        "--seeds",
-        "0",
-        "--out",
-        str(tmp_path),
-        "--engine",
-        "pool",
-        "--no-check-data",
-        "--steps",
-        "2",
-        "--set",
-        f"dataset=d4rl:{d4rl_file.path}",
-    ]
-    sweep.main(argv + [a for kv in TINY_RUN for a in ("--set", kv)])  # fmt: skip
+    sweep.main([*sweep_argv(tmp_path, f"d4rl:{d4rl_file.path}", "pool", (0,)), "--steps", "2"])
     assert (
         json.loads((sweep.run_dir(tmp_path, "hopper-medium", "mingru", 0) / "results.json").read_text())["steps"] == 2
     )

@@ -1,0 +1,58 @@
+"""scripts/parity.py: our side of the DT parity check runs for real, and the table reads both sides' logs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("parity", ROOT / "scripts" / "parity.py")
+parity = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(parity)
+
+
+def test_export_then_our_side_trains_dt_on_the_file(minari_datasets, tmp_path):
+    out = tmp_path / "parity"
+    parity.main(["export", "--datasets", minari_datasets.ours_id, "--out", str(out)])
+    (file,) = parity.files_in(out)
+    assert file.name == "hopper-tiny.hdf5"
+    args = parity.argparse.Namespace(steps=4, eval_every=2, episodes=1)
+    run = out / "ours" / "hopper-tiny-dt-seed0"
+    cmd = parity.our_command(file, "dt", 0, args, run) + ["--set", "eval_max_steps=5", "--set", "warmup_steps=2"]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    config = (run / "config.yaml").read_text()
+    assert "backbone: transformer" in config and "layout: interleaved" in config and "acting_mode: window" in config
+    steps = [json.loads(line)["step"] for line in (run / "evals.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]
+    curves = parity.read_curves(out)
+    assert sorted(curves[("hopper-tiny", "dt")]) == [2, 4]
+
+
+def _fake_sides(out: Path) -> None:
+    for seed, scores in ((0, [10.0, 30.0]), (1, [20.0, 50.0])):
+        run = out / "ours" / f"hopper-medium-dt-seed{seed}"
+        run.mkdir(parents=True)
+        rows = [{"step": 1000 * (i + 1), "score": s} for i, s in enumerate(scores)]
+        (run / "evals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        ref = out / "d3rlpy" / f"hopper-medium-seed{seed}.jsonl"
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text("".join(json.dumps({"step": r["step"], "score": r["score"] + 1}) + "\n" for r in rows))
+        logs = out / "d3rlpy" / f"hopper-medium-seed{seed}-logs" / f"parity-seed{seed}"
+        logs.mkdir(parents=True)
+        (logs / "loss.csv").write_text("1,100,0.9\n2,200,0.6\n")  # summed over hopper's 3 action dimensions
+
+
+def test_table_reads_both_sides(tmp_path):
+    _fake_sides(tmp_path)
+    parity.main(["table", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "parity.json").read_text())
+    assert data["score"]["hopper-medium|dt"] == {"1000": [10.0, 20.0], "2000": [30.0, 50.0]}
+    assert data["score"]["hopper-medium|d3rlpy-dt"]["2000"] == [31.0, 51.0]
+    assert np.allclose(data["loss"]["hopper-medium|d3rlpy-dt"]["200"], [0.2, 0.2])  # per action dimension
+    table = (tmp_path / "parity.md").read_text()
+    assert "| hopper-medium | dt | 2 | 15.0 ± 5.0 (2) | 40.0 ± 10.0 (2) |" in table
+    assert (tmp_path / "parity.png").stat().st_size > 0
