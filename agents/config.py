@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "ACTING_MODES",
     "BACKBONE_NAMES",
     "CUDA_GRAPH_MODES",
+    "LR_SCHEDULES",
     "DEFAULT_TARGETS",
     "EVAL_VECTORS",
     "CONFIGS_DIR",
@@ -56,6 +58,7 @@ EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
 #: Values of ``cuda_graphs``; the same tuple as ``agents.graphs.MODES`` (not imported from there: agents.graphs
 #: imports agents.decision, which imports this module).
 CUDA_GRAPH_MODES: tuple[str, ...] = ("auto", "on", "off")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: DT's evaluation targets (returns-to-go at t=0) per D4RL env (kzl/decision-transformer gym/experiment.py,
 #: ``env_targets``).
 DEFAULT_TARGETS: dict[str, tuple[float, ...]] = {
@@ -94,6 +97,10 @@ class TrainConfig:
     lr: float = _field(1e-4, "AdamW peak learning rate (DT: 1e-4)")
     weight_decay: float = _field(1e-4, "AdamW weight decay (DT: 1e-4)")
     warmup_steps: int = _field(10_000, "linear learning-rate warm-up from lr/warmup_steps to lr (DT: 10k)")
+    lr_schedule: str = _field(
+        "constant", "after the warm-up: 'constant' (DT) or 'cosine' (decays to lr * min_lr_ratio at `steps`)"
+    )
+    min_lr_ratio: float = _field(0.1, "lr_schedule=cosine: the final learning rate as a fraction of lr")
     grad_clip: float = _field(0.25, "max global grad norm; 0 disables clipping (DT: 0.25)")
     train_mode: str = _field("window", "window (random windows, DT), episode_start, segments or burn_in")
     segment_len: int = _field(1000, "train_mode=segments: steps per segment (right-padded episodes)")
@@ -178,6 +185,21 @@ class TrainConfig:
             return self.acting_mode
         return "recurrent" if self.backbone in RECURRENT_BACKBONES else "window"
 
+    def lr_factor(self, step: int) -> float:
+        """Learning rate at update ``step`` (0-based) as a fraction of ``lr``: DT's linear warm-up
+        min((step + 1) / warmup_steps, 1) (kzl/decision-transformer gym/experiment.py), then constant, or a cosine
+        decay to ``min_lr_ratio`` at ``steps`` (Loshchilov & Hutter 2017, without restarts).
+
+        >>> cfg = TrainConfig(steps=110, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.0)
+        >>> [round(cfg.lr_factor(s), 3) for s in (0, 9, 59, 109, 200)]
+        [0.1, 1.0, 0.5, 0.0, 0.0]
+        """
+        warmup = max(self.warmup_steps, 1)
+        if step + 1 < warmup or self.lr_schedule == "constant":
+            return min((step + 1) / warmup, 1.0)
+        progress = min((step + 1 - warmup) / max(self.steps - warmup, 1), 1.0)
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     def resolved_cuda_graphs(self, distributed: bool = False) -> str:
         """``cuda_graphs`` for this run, before the device and backbone are known (``agents.graphs.use_graphs``
         decides those): "auto" becomes "off" with ``compile`` (it removes the same launch overhead) and in a
@@ -202,6 +224,9 @@ class TrainConfig:
         _check_choice("eval_vector", self.eval_vector, EVAL_VECTORS)
         _check_choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
         _check_choice("cuda_graphs", self.cuda_graphs, CUDA_GRAPH_MODES)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}: e.g. --set min_lr_ratio=0.1")
         if self.cuda_graphs == "on" and self.compile:
             raise ValueError(
                 "cuda_graphs='on' and compile=True both remove launch overhead; pick one (set cuda_graphs: off to "

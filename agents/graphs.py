@@ -86,16 +86,22 @@ def decision_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
 
 
 def make_graphable_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, warmup_steps: int
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    warmup_steps: int,
+    schedule: Callable[[int], float] | None = None,
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW + linear warm-up ``lr * min((step + 1) / warmup, 1)`` (as ``agents.trainer.make_optimizer``), made
+    """AdamW + a learning-rate schedule (``schedule(step)``, a fraction of ``lr``; default the linear warm-up
+    ``min((step + 1) / warmup, 1)``, as ``TrainConfig.lr_factor`` with a constant rate), made
     capturable: on CUDA the learning rate is a device tensor and ``capturable=True`` keeps the step count on the
     device, so the replayed graph reads the current values. On CPU it is the ordinary optimizer (eager fallback)."""
     on_cuda = next(model.parameters()).device.type == "cuda"
     lr_arg: float | Tensor = torch.tensor(lr, device="cuda") if on_cuda else lr
     opt = torch.optim.AdamW(model.parameters(), lr=lr_arg, weight_decay=weight_decay, capturable=on_cuda)
     warmup = max(warmup_steps, 1)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, 1.0))
+    schedule = schedule or (lambda s: min((s + 1) / warmup, 1.0))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
 def _check_capturable(opt: torch.optim.Optimizer) -> None:

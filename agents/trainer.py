@@ -203,12 +203,9 @@ def fit_optimizer_to_graphs(optimizer: torch.optim.Optimizer, scheduler: Any, gr
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW and its linear warm-up schedule, lr * min((step + 1) / warmup, 1) (kzl/decision-transformer
-    gym/experiment.py)."""
+    """AdamW and its learning-rate schedule, ``cfg.lr_factor`` (DT's linear warm-up, then constant or cosine)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    warmup = max(cfg.warmup_steps, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 1.0))
-    return optimizer, scheduler
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.lr_factor)
 
 
 def for_training(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo, device: torch.device) -> torch.nn.Module:
@@ -310,7 +307,9 @@ def train(
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
     cfg, store, device, model, info = s.cfg, s.store, s.device, s.model, s.store.info()
     if s.graphs:
-        optimizer, scheduler = make_graphable_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
+        optimizer, scheduler = make_graphable_optimizer(
+            model, cfg.lr, cfg.weight_decay, cfg.warmup_steps, cfg.lr_factor
+        )
     else:
         optimizer, scheduler = make_optimizer(model, cfg)
     state, rng = start_state(s.ckpt, cfg, dist, device, optimizer, scheduler)  # before the first step (capture)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -301,3 +302,23 @@ def test_optimizer_fits_either_mode_and_checkpoints_plain_floats() -> None:
     opt.step()  # the eager AdamW (foreach) accepts the converted group
     sched.step()
     assert type(sched.get_last_lr()[0]) is float and sched.get_last_lr()[0] == pytest.approx(1e-3)
+
+
+def test_cosine_schedule_decays_to_the_floor(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    """train/lr follows warm-up then cosine, written out here: lr * (r + (1 - r) * (1 + cos(pi * p)) / 2)."""
+    cfg = tiny_config(steps=40, warmup_steps=10, lr=1e-3, lr_schedule="cosine", min_lr_ratio=0.1, log_every=5)
+    train(cfg, tmp_path / "run")
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    logged = {e.step: e.value for e in acc.Scalars("train/lr")}
+
+    def expected(update: int) -> float:  # the rate used by the update numbered `update` (1-based)
+        if update < 10:
+            return 1e-3 * update / 10
+        p = min((update - 10) / 30, 1.0)
+        return 1e-3 * (0.1 + 0.9 * (1 + math.cos(math.pi * p)) / 2)
+
+    assert sorted(logged) == [5, 10, 15, 20, 25, 30, 35, 40]
+    for step, value in logged.items():  # logged after `step` updates: the rate the next update will use
+        assert value == pytest.approx(expected(step + 1), rel=1e-5), step
+    assert logged[40] == pytest.approx(1e-4, rel=1e-5)
