@@ -35,6 +35,7 @@ __all__ = [
     "BACKBONE_NAMES",
     "CUDA_GRAPH_MODES",
     "LR_SCHEDULES",
+    "BACKBONE_INITS",
     "DEFAULT_TARGETS",
     "EVAL_VECTORS",
     "CONFIGS_DIR",
@@ -59,6 +60,7 @@ EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
 #: imports agents.decision, which imports this module).
 CUDA_GRAPH_MODES: tuple[str, ...] = ("auto", "on", "off")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+BACKBONE_INITS: tuple[str, ...] = ("auto", "default", "gpt2")
 #: DT's evaluation targets (returns-to-go at t=0) per D4RL env (kzl/decision-transformer gym/experiment.py,
 #: ``env_targets``).
 DEFAULT_TARGETS: dict[str, tuple[float, ...]] = {
@@ -91,6 +93,11 @@ class TrainConfig:
     dropout: float = _field(0.1, "dropout in the embedding and the backbone (DT: 0.1)")
     max_ep_len: int = _field(1000, "size of the learned timestep embedding; timesteps beyond are clamped (DT: 1000)")
     rtg_scale: float = _field(1000.0, "returns-to-go are divided by this before embedding (DT: 1000)")
+    backbone_init: str = _field(
+        "auto",
+        "backbone Linear init: 'gpt2' (N(0, 0.02), zero bias, as DT's GPT-2 and d3rlpy), 'default' (PyTorch's), "
+        "'auto' = gpt2 for the transformer, default for the recurrent backbones",
+    )
     # --- optimisation ---
     steps: int = _field(100_000, "gradient updates (DT: 100k)")
     batch_size: int = _field(64, "windows per update (DT: 64)")
@@ -185,6 +192,12 @@ class TrainConfig:
             return self.acting_mode
         return "recurrent" if self.backbone in RECURRENT_BACKBONES else "window"
 
+    def resolved_backbone_init(self) -> str:
+        """'gpt2' or 'default': ``auto`` gives the transformer GPT-2's initialisation, as DT and d3rlpy have it."""
+        if self.backbone_init != "auto":
+            return self.backbone_init
+        return "gpt2" if self.backbone == "transformer" else "default"
+
     def lr_factor(self, step: int) -> float:
         """Learning rate at update ``step`` (0-based) as a fraction of ``lr``: DT's linear warm-up
         min((step + 1) / warmup_steps, 1) (kzl/decision-transformer gym/experiment.py), then constant, or a cosine
@@ -225,6 +238,7 @@ class TrainConfig:
         _check_choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
         _check_choice("cuda_graphs", self.cuda_graphs, CUDA_GRAPH_MODES)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_choice("backbone_init", self.backbone_init, BACKBONE_INITS)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}: e.g. --set min_lr_ratio=0.1")
         if self.cuda_graphs == "on" and self.compile:

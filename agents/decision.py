@@ -49,6 +49,10 @@ class DecisionModel(nn.Module):
         max_ep_len: rows of the timestep embedding (DT: 1000); larger timesteps are clamped.
         rtg_scale: returns-to-go are divided by it (DT: 1000).
         state_mean, state_std: (obs,) normalisation statistics of the dataset (default 0 and 1).
+        backbone_init: "default" (PyTorch's per-layer defaults) or "gpt2": every Linear of the backbone from
+            N(0, 0.02) with zero bias, as d3rlpy's DT does (models/torch/transformers.py, _init_weights) and as
+            GPT-2 does (Hugging Face's GPT2Model, inside kzl/decision-transformer, also shrinks its residual
+            projections to 0.02 / sqrt(2 * layers); we don't).
         **backbone_kwargs: forwarded to ``minrnn.build_backbone`` (e.g. n_heads, backend).
     """
 
@@ -65,6 +69,7 @@ class DecisionModel(nn.Module):
         rtg_scale: float = 1000.0,
         state_mean: np.ndarray | Tensor | None = None,
         state_std: np.ndarray | Tensor | None = None,
+        backbone_init: str = "default",
         **backbone_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -96,6 +101,14 @@ class DecisionModel(nn.Module):
         self.embed_ln = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
         self.backbone = build_backbone(backbone, dim, depth, dropout=dropout, **backbone_kwargs)
+        if backbone_init == "gpt2":
+            for module in self.backbone.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+        elif backbone_init != "default":
+            raise ValueError(f"backbone_init={backbone_init!r} is not valid; use 'default' or 'gpt2'")
         self.predict_action = nn.Sequential(nn.Linear(dim, act_dim), nn.Tanh())
 
     # --- embeddings ----------------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ def test_unknown_key_suggests_and_lists() -> None:
         ("eval_vector=asynk", r"eval_vector='asynk' is not valid \(did you mean 'async'\?\)"),
         ("scan_backend=triton_chunk", r"scan_backend='triton_chunk' is not valid \(did you mean 'triton_chunked'\?\)"),
         ("cuda_graphs=maybe", r"cuda_graphs='maybe' is not valid; use one of \['auto', 'on', 'off'\]"),
+        ("backbone_init=xavier", r"backbone_init='xavier' is not valid; use one of \['auto', 'default', 'gpt2'\]"),
         ("lr_schedule=linear", r"lr_schedule='linear' is not valid; use one of \['constant', 'cosine'\]"),
         ("min_lr_ratio=1.5", r"min_lr_ratio must be in \[0, 1\], got 1.5"),
         ("target_returns=abc", r"expects a list of numbers"),

@@ -178,3 +178,19 @@ def test_graphed_acting_falls_back_and_checks_mode() -> None:
     pol = DecisionPolicy(tiny_model("mingru", "stacked"), 50.0, "recurrent", context_len=4, cuda_graphs="on")
     with pytest.raises(ValueError, match=r"cuda_graphs='on' needs a model on CUDA, got device cpu"):
         pol.reset(2)
+
+
+def test_backbone_init_gpt2_draws_the_backbone_from_n002_and_auto_picks_it_for_attention() -> None:
+    from agents.config import TrainConfig
+    from agents.trainer import build_model
+
+    torch.manual_seed(0)
+    gpt2 = build_model(TrainConfig(backbone="transformer"), obs_dim=11, act_dim=3)
+    linears = [m for m in gpt2.backbone.modules() if isinstance(m, torch.nn.Linear)]
+    weights = torch.cat([m.weight.flatten() for m in linears])
+    assert abs(weights.std().item() - 0.02) < 0.001 and all(not m.bias.any() for m in linears)
+    assert abs(gpt2.embed_timestep.weight.std().item() - 0.02) < 0.001  # every backbone: N(0, 0.02)
+    assert gpt2.embed_state.bias.abs().sum() > 0  # embeddings keep PyTorch's init, as d3rlpy's do
+    rnn = build_model(TrainConfig(backbone="mingru"), obs_dim=11, act_dim=3)
+    assert any(m.bias.abs().sum() > 0 for m in rnn.backbone.modules() if isinstance(m, torch.nn.Linear))
+    assert TrainConfig(backbone="mingru", backbone_init="gpt2").resolved_backbone_init() == "gpt2"
