@@ -104,16 +104,17 @@ def cmd_run(args: argparse.Namespace) -> None:
 def read_curves(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
     """{(dataset, agent): {update: [score per seed]}} from both sides' logs."""
     curves: dict[tuple[str, str], dict[int, list[float]]] = {}
+
+    def add(key: tuple[str, str], lines: list[str]) -> None:
+        run = {row["step"]: row["score"] for row in map(json.loads, lines)}  # one value per step per run
+        for step, score in run.items():
+            curves.setdefault(key, {}).setdefault(step, []).append(score)
+
     for evals in sorted((out / "ours").glob("*/evals.jsonl")):
         name, agent, _ = evals.parent.name.rsplit("-", 2)
-        for line in evals.read_text().splitlines():
-            row = json.loads(line)
-            curves.setdefault((name, agent), {}).setdefault(row["step"], []).append(row["score"])
+        add((name, agent), evals.read_text().splitlines())
     for res in sorted(p for p in (out / "d3rlpy").glob("*.jsonl") if p.exists()):  # skip runs not started
-        name = res.stem.rsplit("-", 1)[0]
-        for line in res.read_text().splitlines():
-            row = json.loads(line)
-            curves.setdefault((name, "d3rlpy-dt"), {}).setdefault(row["step"], []).append(row["score"])
+        add((res.stem.rsplit("-", 1)[0], "d3rlpy-dt"), res.read_text().splitlines())
     return curves
 
 
@@ -138,9 +139,10 @@ def read_losses(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
     for csv in sorted((out / "d3rlpy").glob("*-logs/*/loss.csv")):
         name = csv.parent.parent.name.removesuffix("-logs").rsplit("-", 1)[0]
         act_dim = {"halfcheetah": 6, "hopper": 3, "walker2d": 6}[env_key(name)]
-        for line in csv.read_text().splitlines():
-            _, step, value = line.split(",")
-            losses.setdefault((name, "d3rlpy-dt"), {}).setdefault(int(step), []).append(float(value) / act_dim)
+        rows = (line.split(",") for line in csv.read_text().split())
+        run = {int(step): float(value) / act_dim for _, step, value in rows}  # one value per step per run
+        for step, value in run.items():
+            losses.setdefault((name, "d3rlpy-dt"), {}).setdefault(step, []).append(value)
     return losses
 
 
