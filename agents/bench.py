@@ -85,7 +85,7 @@ def bench_train_step(
     """Median seconds of one ``agents.trainer.update_step`` (DT's optimiser settings), or of the trainer's
     ``GraphedUpdate.step`` where ``cuda_graphs`` resolves to on for this device and backbone (``on`` raises where it
     cannot); returns a JSON-ready row."""
-    from agents.graphs import UPDATE_BACKBONES, make_graphable_optimizer, use_graphs
+    from agents.graphs import UPDATE_BACKBONES, use_graphs
     from agents.trainer import build_model, make_optimizer, make_updater, update_step
 
     torch.manual_seed(0)
@@ -93,11 +93,9 @@ def bench_train_step(
     cfg = TrainConfig(backbone=backbone, layout=layout, dim=dim, depth=depth, context_len=K, batch_size=B)
     model = build_model(cfg, OBS_DIM, ACT_DIM).to(device).train()
     graphs = use_graphs(cuda_graphs, torch.device(device), backbone, UPDATE_BACKBONES)
+    optimizer, scheduler = make_optimizer(model, cfg, graphs)
     if graphs:
-        optimizer, scheduler = make_graphable_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
         updater = make_updater(model, cfg, optimizer, scheduler, graphs=True)
-    else:
-        optimizer, scheduler = make_optimizer(model, cfg)
     batch = {
         "states": torch.randn(B, K, OBS_DIM),
         "actions": torch.rand(B, K, ACT_DIM) * 2 - 1,

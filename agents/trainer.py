@@ -202,8 +202,11 @@ def fit_optimizer_to_graphs(optimizer: torch.optim.Optimizer, scheduler: Any, gr
         scheduler._last_lr = [float(x) for x in scheduler.get_last_lr()]
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW and its learning-rate schedule, ``cfg.lr_factor`` (DT's linear warm-up, then constant or cosine)."""
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, graphs: bool = False) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW and its learning-rate schedule, ``cfg.lr_factor`` (DT's linear warm-up, then constant or cosine);
+    with ``graphs``, the capturable form a CUDA-graphed update needs (``agents.graphs.make_graphable_optimizer``)."""
+    if graphs:
+        return make_graphable_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps, cfg.lr_factor)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.lr_factor)
 
@@ -306,12 +309,7 @@ def train(
         import envs.video  # noqa: F401
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
     cfg, store, device, model, info = s.cfg, s.store, s.device, s.model, s.store.info()
-    if s.graphs:
-        optimizer, scheduler = make_graphable_optimizer(
-            model, cfg.lr, cfg.weight_decay, cfg.warmup_steps, cfg.lr_factor
-        )
-    else:
-        optimizer, scheduler = make_optimizer(model, cfg)
+    optimizer, scheduler = make_optimizer(model, cfg, s.graphs)
     state, rng = start_state(s.ckpt, cfg, dist, device, optimizer, scheduler)  # before the first step (capture)
     fit_optimizer_to_graphs(optimizer, scheduler, s.graphs)  # a checkpoint may come from a run with the other mode
     train_model = for_training(model, cfg, dist, device)

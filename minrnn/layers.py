@@ -114,7 +114,7 @@ class _MinRNN(nn.Module):
             if mask is not None:
                 pad = ~mask[..., None]
                 log_a, log_b = log_a.masked_fill(pad, 0.0), log_b.masked_fill(pad, float("-inf"))
-            # A given state enters as log(h0), not log_g(h0) (lucidrains/minGRU-pytorch issue 9).
+            # A given state enters as log(h0), not log_g(h0) (github.com/lucidrains/minGRU-pytorch/issues/9).
             h = scan_logspace(log_a, log_b, None if h0 is None else h0.log()).to(cdt)
         else:
             a, b = self._coeffs(k)

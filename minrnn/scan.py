@@ -31,6 +31,7 @@ Back-ends:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import warnings
@@ -60,20 +61,20 @@ def _warn_once(key: str, msg: str) -> None:
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
-def _has_numba() -> bool:
+def _importable(module: str) -> bool:
     try:
-        import numba  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         return False
     return True
+
+
+def _has_numba() -> bool:
+    return _importable("numba")
 
 
 def _has_triton() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _importable("triton")
 
 
 def _has_fla() -> bool:
