@@ -449,6 +449,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     results = run_quickstart(args.out, args.overrides)
     out = Path(results["run_dir"])
     _print_results(results, out)
+    print(f"learning curve: {out / 'learning_curve.png'}")
     print(f"TensorBoard: tensorboard --logdir {out / 'tb'}")
     return 0
 

@@ -35,6 +35,7 @@ __all__ = [
     "BACKBONE_NAMES",
     "CUDA_GRAPH_MODES",
     "LR_SCHEDULES",
+    "BUDGET_CLOCKS",
     "BACKBONE_INITS",
     "DEFAULT_TARGETS",
     "EVAL_VECTORS",
@@ -60,6 +61,7 @@ EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
 #: imports agents.decision, which imports this module).
 CUDA_GRAPH_MODES: tuple[str, ...] = ("auto", "on", "off")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+BUDGET_CLOCKS: tuple[str, ...] = ("wall", "cpu")
 BACKBONE_INITS: tuple[str, ...] = ("auto", "default", "gpt2")
 #: DT's evaluation targets (returns-to-go at t=0) per D4RL env (kzl/decision-transformer gym/experiment.py,
 #: ``env_targets``).
@@ -105,7 +107,9 @@ class TrainConfig:
     weight_decay: float = _field(1e-4, "AdamW weight decay (DT: 1e-4)")
     warmup_steps: int = _field(10_000, "linear learning-rate warm-up from lr/warmup_steps to lr (DT: 10k)")
     lr_schedule: str = _field(
-        "constant", "after the warm-up: 'constant' (DT) or 'cosine' (decays to lr * min_lr_ratio at `steps`)"
+        "constant",
+        "after the warm-up: 'constant' (DT) or 'cosine' (decays to lr * min_lr_ratio at `steps`, or at the end of "
+        "time_budget_min when that comes first)",
     )
     min_lr_ratio: float = _field(0.1, "lr_schedule=cosine: the final learning rate as a fraction of lr")
     grad_clip: float = _field(0.25, "max global grad norm; 0 disables clipping (DT: 0.25)")
@@ -120,6 +124,11 @@ class TrainConfig:
     )
     target_returns: tuple[float, ...] = _field((), "evaluation returns-to-go at t=0; [] = DT's for the env")
     eval_every: int = _field(10_000, "steps between evaluations; 0 = only at the end")
+    eval_every_min: float = _field(
+        0.0,
+        "also evaluate each time this many minutes of update time (on budget_clock) have passed; 0 = off. Agents of "
+        "different speeds then get score-against-time curves sampled at the same times",
+    )
     eval_episodes: int = _field(10, "episodes per target per evaluation")
     eval_envs: int = _field(10, "parallel environments per evaluation")
     eval_vector: str = _field(
@@ -157,6 +166,12 @@ class TrainConfig:
         0.0,
         "stop after this many minutes of update time (evaluation and checkpoints excluded), then run the final "
         "evaluation; 0 = off (only `steps` stops the run)",
+    )
+    budget_clock: str = _field(
+        "wall",
+        "the clock of time_budget_min and eval_every_min: 'wall' (elapsed seconds of update steps) or 'cpu' (this "
+        "process's CPU seconds in them: with threads=1, minutes of one core, which other jobs on a shared machine "
+        "barely change)",
     )
     requeue_exit_code: int = _field(
         0, "exit status after SIGTERM/SIGUSR1 wrote a checkpoint (0; a Slurm requeue wrapper may want another)"
@@ -198,19 +213,23 @@ class TrainConfig:
             return self.backbone_init
         return "gpt2" if self.backbone == "transformer" else "default"
 
-    def lr_factor(self, step: int) -> float:
+    def lr_factor(self, step: int, budget_used: float = 0.0) -> float:
         """Learning rate at update ``step`` (0-based) as a fraction of ``lr``: DT's linear warm-up
         min((step + 1) / warmup_steps, 1) (kzl/decision-transformer gym/experiment.py), then constant, or a cosine
-        decay to ``min_lr_ratio`` at ``steps`` (Loshchilov & Hutter 2017, without restarts).
+        decay to ``min_lr_ratio`` (Loshchilov & Hutter 2017, without restarts) that ends at ``steps`` or, with a
+        ``time_budget_min``, when ``budget_used`` (the fraction of the budget spent, 0..1) reaches 1, whichever
+        is further along. A time-budgeted run thus ends on its smallest rate, whatever its speed.
 
         >>> cfg = TrainConfig(steps=110, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.0)
         >>> [round(cfg.lr_factor(s), 3) for s in (0, 9, 59, 109, 200)]
         [0.1, 1.0, 0.5, 0.0, 0.0]
+        >>> round(cfg.lr_factor(20, budget_used=0.5), 3), round(cfg.lr_factor(20, budget_used=1.0), 3)
+        (0.5, 0.0)
         """
         warmup = max(self.warmup_steps, 1)
         if step + 1 < warmup or self.lr_schedule == "constant":
             return min((step + 1) / warmup, 1.0)
-        progress = min((step + 1 - warmup) / max(self.steps - warmup, 1), 1.0)
+        progress = min(max((step + 1 - warmup) / max(self.steps - warmup, 1), budget_used), 1.0)
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def resolved_cuda_graphs(self, distributed: bool = False) -> str:
@@ -239,6 +258,7 @@ class TrainConfig:
         _check_choice("cuda_graphs", self.cuda_graphs, CUDA_GRAPH_MODES)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("backbone_init", self.backbone_init, BACKBONE_INITS)
+        _check_choice("budget_clock", self.budget_clock, BUDGET_CLOCKS)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}: e.g. --set min_lr_ratio=0.1")
         if self.cuda_graphs == "on" and self.compile:
@@ -255,7 +275,7 @@ class TrainConfig:
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
         nonneg = ("weight_decay", "grad_clip", "warmup_steps", "burn_in", "eval_every", "threads", "video_every")
-        nonneg += ("time_budget_min",)
+        nonneg += ("time_budget_min", "eval_every_min")
         for key in nonneg + ("log_every", "histogram_every", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")

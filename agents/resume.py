@@ -49,23 +49,35 @@ class TrainState:
     best_step: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # one evals.jsonl row per evaluation
     train_time_s: float = 0.0  # seconds spent in update steps (evaluation and checkpoints excluded)
+    train_cpu_s: float = 0.0  # this process's CPU seconds in those update steps
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> TrainState:
         meta = ckpt.meta
         best = -math.inf if meta["best_score"] is None else meta["best_score"]
-        return cls(meta["step"], best, meta["best_step"], meta["history"], meta["train_time_s"])
+        cpu_s = meta.get("train_cpu_s", 0.0)  # absent in checkpoints written before the CPU clock existed
+        return cls(meta["step"], best, meta["best_step"], meta["history"], meta["train_time_s"], cpu_s)
 
-    def advance(self, seconds: float) -> int:
-        """Count one update that took ``seconds``; returns the new step."""
+    def advance(self, seconds: float, cpu_seconds: float = 0.0) -> int:
+        """Count one update that took ``seconds`` of wall time and ``cpu_seconds`` of CPU; returns the new step."""
         self.step += 1
         self.train_time_s += seconds
+        self.train_cpu_s += cpu_seconds
         return self.step
 
     @property
     def train_min(self) -> float:
-        """Minutes spent in update steps so far (the clock ``time_budget_min`` is compared with)."""
+        """Wall-clock minutes spent in update steps so far."""
         return self.train_time_s / 60.0
+
+    @property
+    def cpu_min(self) -> float:
+        """CPU minutes this process spent in update steps so far."""
+        return self.train_cpu_s / 60.0
+
+    def clock_min(self, clock: str) -> float:
+        """Update minutes on ``clock`` ("wall" or "cpu", the config's ``budget_clock``)."""
+        return self.cpu_min if clock == "cpu" else self.train_min
 
     def summary(self, run_dir: Path, final_score: float) -> dict[str, Any]:
         """What results.json adds for a training run: the last evaluation (the final one: the primary number), the
@@ -73,14 +85,15 @@ class TrainState:
         last = self.history[-1] if self.history else {"step": self.step, "score": final_score}
         last3 = [h["score"] for h in self.history[-3:]] or [final_score]
         return {
-            "train_time_s": self.train_time_s, "train_min": self.train_min, "last": last,
+            "train_time_s": self.train_time_s, "train_min": self.train_min, "cpu_min": self.cpu_min, "last": last,
             "best": {"step": self.best_step, "score": self.best}, "mean_last3": float(np.mean(last3)),
             "history": self.history, "run_dir": str(run_dir),
         }  # fmt: skip
 
     def record(self, score: float, row: dict[str, Any]) -> bool:
         """Add one evaluation at the current step; True when it is the best so far."""
-        self.history.append({"step": self.step, "train_min": round(self.train_min, 4), "score": score, **row})
+        times = {"train_min": round(self.train_min, 4), "cpu_min": round(self.cpu_min, 4)}
+        self.history.append({"step": self.step, **times, "score": score, **row})
         if score > self.best:
             self.best, self.best_step = score, self.step
             return True
@@ -189,7 +202,7 @@ class CheckpointWriter:
             "world_size": len(ranks),
             "sampler_rng_per_rank": [r["sampler"] for r in ranks],
             "best_score": state.best if state.best > -math.inf else None, "best_step": state.best_step,
-            "history": state.history, "train_time_s": state.train_time_s,
+            "history": state.history, "train_time_s": state.train_time_s, "train_cpu_s": state.train_cpu_s,
         }  # fmt: skip
         rng = {
             f"{k}.{r}": v

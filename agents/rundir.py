@@ -116,7 +116,8 @@ def results_dict(
 
 
 class RunLog:
-    """Rank 0's writer for one run directory: config.yaml, dataset.json, evals.jsonl, TensorBoard, results.json.
+    """Rank 0's writer for one run directory: config.yaml, dataset.json, evals.jsonl, TensorBoard, results.json,
+    and learning_curve.png (redrawn at every evaluation).
 
     Args:
         run_dir: the prepared run directory.
@@ -124,6 +125,7 @@ class RunLog:
         dataset_summary: ``TrajectoryStore.summary()`` (written as dataset.json).
         history: evaluations already made (a resumed run): evals.jsonl is rewritten to match them.
         purge_step: on resume, TensorBoard events after this step are dropped (they were lost with the process).
+        data_score: the behaviour data's normalised score, the dashed line of the learning curve (None: no line).
     """
 
     def __init__(
@@ -133,10 +135,11 @@ class RunLog:
         dataset_summary: dict[str, Any],
         history: list[dict[str, Any]],
         purge_step: int | None,
+        data_score: float | None = None,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run_dir = run_dir
+        self.run_dir, self.data_score = run_dir, data_score
         if purge_step is not None:  # evaluations logged after the checkpoint were lost with the killed process
             atomic_write_text(run_dir / "evals.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -170,15 +173,18 @@ class RunLog:
 
         ``eval/score_vs_min`` is the score against training wall-clock: its TensorBoard step is whole seconds of
         update time (``train_min * 60``), so runs of different speeds compare at equal time (TensorBoard steps are
-        integers, hence seconds rather than minutes).
+        integers, hence seconds rather than minutes). ``eval/score_vs_cpu_min`` is the same against the process's
+        CPU seconds in update steps (``cpu_min * 60``), the clock of ``budget_clock: cpu``.
         """
         from agents import tensorboard_views as tbv
 
         w, head, row = self.writer, evaluation.summary, history[-1]
         w.add_scalar("eval/train_min", row["train_min"], step)
         w.add_scalar("eval/score_vs_min", row["score"], int(round(row["train_min"] * 60)))
+        if "cpu_min" in row:
+            w.add_scalar("eval/score_vs_cpu_min", row["score"], int(round(row["cpu_min"] * 60)))
         tbv.log_eval_returns(w, head["returns"], step)
-        tbv.log_learning_curve(w, history, step)
+        tbv.log_learning_curve(w, history, step, self.data_score, png=self.run_dir / "learning_curve.png")
         w.add_scalar("eval/return_mean", head["return_mean"], step)
         w.add_scalar("eval/return_std", head["return_std"], step)
         w.add_scalar("eval/normalized_score", head["normalized_mean"], step)

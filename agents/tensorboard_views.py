@@ -62,29 +62,49 @@ def log_eval_returns(writer: Any, returns: Sequence[float] | np.ndarray, step: i
     writer.add_histogram("eval/returns", returns, step)
 
 
-def learning_curve_figure(evals: Sequence[dict[str, Any]]) -> Any:
-    """A matplotlib Figure of ``score`` against ``step`` for evals.jsonl rows ({"step": int, "score": float})."""
+def learning_curve_figure(evals: Sequence[dict[str, Any]], data_score: float | None = None) -> Any:
+    """A matplotlib Figure of ``score`` for evals.jsonl rows ({"step": int, "score": float, "train_min": ...}):
+    against gradient steps, and beside it against minutes of update time (``train_min``, or ``cpu_min`` too when
+    the rows have it) when they carry times. ``data_score``, the behaviour data's own score, is drawn dashed: an
+    agent above the line does better than the data it learned from."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [e["step"] for e in evals]
     scores = [e["score"] for e in evals]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(steps, scores, "o-")
-    ax.set_xlabel("gradient step")
-    ax.set_ylabel("normalised score")
-    ax.grid(alpha=0.3)
+    timed = all("train_min" in e for e in evals)
+    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(9 if timed else 5, 3.5), squeeze=False)
+    axes[0][0].plot([e["step"] for e in evals], scores, "o-")
+    axes[0][0].set_xlabel("gradient step")
+    if timed:
+        axes[0][1].plot([e["train_min"] for e in evals], scores, "o-", label="wall clock")
+        if all("cpu_min" in e for e in evals):
+            axes[0][1].plot([e["cpu_min"] for e in evals], scores, "s--", alpha=0.7, label="CPU time")
+            axes[0][1].legend(fontsize=8)
+        axes[0][1].set_xlabel("minutes of update time")
+    for ax in axes[0]:
+        if data_score is not None:
+            ax.axhline(data_score, color="grey", ls="--", lw=1)
+            ax.annotate("data", (0, data_score), xycoords=("axes fraction", "data"), fontsize=8, color="grey",
+                        xytext=(2, 2), textcoords="offset points")  # fmt: skip
+        ax.set_ylabel("normalised score")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def log_learning_curve(writer: Any, evals: Sequence[dict[str, Any]], step: int) -> None:
-    """``eval/learning_curve``: the curve so far, as an image at ``step`` (add_figure closes the figure)."""
+def log_learning_curve(
+    writer: Any, evals: Sequence[dict[str, Any]], step: int, data_score: float | None = None, png: Any = None
+) -> None:
+    """``eval/learning_curve``: the curve so far, as an image at ``step`` (add_figure closes the figure); with
+    ``png`` (a path), the same figure is also saved there."""
     if not evals:
         raise ValueError("log_learning_curve needs at least one evaluation row ({'step': ..., 'score': ...})")
-    writer.add_figure("eval/learning_curve", learning_curve_figure(evals), step)
+    fig = learning_curve_figure(evals, data_score)
+    if png is not None:
+        fig.savefig(png, dpi=100)
+    writer.add_figure("eval/learning_curve", fig, step)
 
 
 def log_video(writer: Any, frames: np.ndarray, step: int, fps: float) -> None:

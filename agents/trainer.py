@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from agents.evaluation import evaluate_model, score_of
 from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, make_graphable_optimizer, use_graphs
 from agents.policy import DecisionPolicy
 from agents.preempt import Preempted, Preemption
-from agents.resume import CheckpointWriter, check_in_sync, rank_state, start_state
+from agents.resume import CheckpointWriter, TrainState, check_in_sync, rank_state, start_state
 from agents.rundir import LossMeter, RunLog, prepare_run_dir, results_dict
 
 __all__ = [
@@ -202,13 +203,18 @@ def fit_optimizer_to_graphs(optimizer: torch.optim.Optimizer, scheduler: Any, gr
         scheduler._last_lr = [float(x) for x in scheduler.get_last_lr()]
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, graphs: bool = False) -> tuple[torch.optim.Optimizer, Any]:
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, graphs: bool = False, budget_used: Callable[[], float] | None = None
+) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW and its learning-rate schedule, ``cfg.lr_factor`` (DT's linear warm-up, then constant or cosine);
-    with ``graphs``, the capturable form a CUDA-graphed update needs (``agents.graphs.make_graphable_optimizer``)."""
+    with ``graphs``, the capturable form a CUDA-graphed update needs (``agents.graphs.make_graphable_optimizer``).
+    ``budget_used`` returns the fraction of ``time_budget_min`` spent so far: a cosine schedule then ends with the
+    budget (the training loop passes it; without it the schedule follows steps only)."""
+    schedule = cfg.lr_factor if budget_used is None else (lambda step: cfg.lr_factor(step, budget_used()))
     if graphs:
-        return make_graphable_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps, cfg.lr_factor)
+        return make_graphable_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps, schedule)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.lr_factor)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def for_training(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo, device: torch.device) -> torch.nn.Module:
@@ -309,39 +315,51 @@ def train(
         import envs.video  # noqa: F401
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
     cfg, store, device, model, info = s.cfg, s.store, s.device, s.model, s.store.info()
-    optimizer, scheduler = make_optimizer(model, cfg, s.graphs)
+    budget_s = cfg.time_budget_min * 60.0
+    live: list[TrainState] = []  # the state, once made: the schedule reads how much of the budget is spent
+
+    def budget_used() -> float:
+        return live[0].clock_min(cfg.budget_clock) * 60.0 / budget_s if live and budget_s else 0.0
+
+    optimizer, scheduler = make_optimizer(model, cfg, s.graphs, budget_used)
     state, rng = start_state(s.ckpt, cfg, dist, device, optimizer, scheduler)  # before the first step (capture)
+    live.append(state)
     fit_optimizer_to_graphs(optimizer, scheduler, s.graphs)  # a checkpoint may come from a run with the other mode
     train_model = for_training(model, cfg, dist, device)
     updater = make_updater(train_model, cfg, optimizer, scheduler, s.graphs) if s.graphs else None
     log = saver = None
     if dist.is_main:
-        log = RunLog(s.run_dir, cfg, store.summary(), state.history, state.step + 1 if resume else None)
+        data_score = float(np.mean(store.normalize_score(store.episode_returns)))  # NaN without a score reference
+        data_score = data_score if math.isfinite(data_score) else float(store.episode_returns.mean())  # as score_of
+        log = RunLog(s.run_dir, cfg, store.summary(), state.history, state.step + 1 if resume else None, data_score)
         log.views(cfg, store.summary(), store.episode_returns)
         saver = CheckpointWriter(s.run_dir, cfg, store, s.targets, model, optimizer, scheduler)
     tokens = cfg.window_steps * cfg.tokens_per_step * cfg.batch_size * dist.world_size  # per update, all ranks
     bar = tqdm(total=cfg.steps, initial=state.step, disable=log is None or not cfg.progress, dynamic_ncols=True)
     meter, evaluation, out_of_time = LossMeter(), None, False
-    budget_s = cfg.time_budget_min * 60.0
+    next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min)
     stop = Preemption(cfg.requeue_exit_code)  # SIGTERM/SIGUSR1 -> checkpoint at this step, exit (agents/preempt.py)
     model.train()
     with stop if threading.current_thread() is threading.main_thread() else contextlib.nullcontext(stop):
         while state.step < cfg.steps and not out_of_time:
             # sample -> loss -> step
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             batch = to_tensors(sample_batch(store, cfg, rng), device)
             if updater is None:
                 out = update_step(train_model, batch, cfg, optimizer, scheduler)
             else:  # the scheduler steps inside; one host sync for the loss, as update_step's .item()
                 loss_t = updater.step(batch)
                 out = StepOutput(loss_t.item(), float(updater.grad_norm), None, None)
-            step = state.advance(time.perf_counter() - t0)
+            step = state.advance(time.perf_counter() - t0, time.process_time() - c0)
             check_loss(out.loss, step)
             meter.add(out.loss)
             bar.update(1)
 
             # stop? (every rank agrees, so none is left waiting in a collective)
-            preempted, out_of_time = dist.any_rank(stop.requested, bool(budget_s) and state.train_time_s >= budget_s)
+            used_min = state.clock_min(cfg.budget_clock)
+            preempted, out_of_time, time_eval = dist.any_rank(
+                stop.requested, bool(budget_s) and used_min * 60.0 >= budget_s, used_min >= next_eval_min
+            )
             if preempted:
                 save_and_exit(stop, state, rng, device, model, dist, saver, log)
             final = step == cfg.steps or out_of_time  # the last update: final evaluation and checkpoint
@@ -360,7 +378,9 @@ def train(
                     out = StepOutput(out.loss, out.grad_norm, pred, mask)
                 log.action_histograms(step, out.pred[out.mask], batch["actions"][:, -out.mask.shape[1] :][out.mask])
 
-            eval_due = final or (cfg.eval_every and step % cfg.eval_every == 0)
+            eval_due = final or time_eval or (cfg.eval_every and step % cfg.eval_every == 0)
+            if time_eval:
+                next_eval_min = next_time_eval(used_min, cfg.eval_every_min)
             save_due = final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
             if not (eval_due or save_due):
                 continue
@@ -407,6 +427,15 @@ def train(
     results = results_dict(cfg, evaluation, state.step, state.train_time_s, extra)
     log.finish(cfg, results)
     return results
+
+
+def next_time_eval(used_min: float, every_min: float) -> float:
+    """The update time (minutes) of the next ``eval_every_min`` evaluation after ``used_min``; inf when off.
+
+    >>> next_time_eval(0.0, 1.5), next_time_eval(1.5, 1.5), next_time_eval(3.2, 1.5), next_time_eval(2.0, 0.0)
+    (1.5, 3.0, 4.5, inf)
+    """
+    return (math.floor(used_min / every_min + 1e-9) + 1) * every_min if every_min > 0 else math.inf
 
 
 def save_and_exit(

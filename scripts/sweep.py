@@ -20,8 +20,16 @@ Engines (`--engine`): each run is a `run_rl.py train` subprocess with `--threads
     python scripts/sweep.py run --configs hopper-medium walker2d-medium --backbones transformer mingru minlstm \
         --seeds 0 1 2 --steps 20000 --out runs/sweep --jobs 2 --set eval_every=5000
     python scripts/sweep.py run ... --engine ray --address auto --cpus-per-run 4 --gpus-per-run 0.5
+    python scripts/sweep.py run ... --recipe cpu-budget --set time_budget_min=20 --set budget_clock=cpu
     python scripts/sweep.py table --out runs/sweep          # table.csv, table.json, table.md, curves_*.png
     python scripts/sweep.py table --out runs/sweep --docs docs --splice docs/RESULTS.md   # ... into the docs too
+
+`--recipe NAME` layers configs/NAME.yaml onto every agent but `dt`, which keeps DT's own recipe (configs/dt.yaml):
+with `--recipe cpu-budget` the attention ablation and the recurrent backbones train on the CPU recipe while dt keeps
+its learning rate and warm-up, and `--set` still sets the shared budget for all of them.
+
+The table also says how soon each agent gets there (time_to_score.md, curves_time*.png) when the runs recorded the
+minutes of update time at each evaluation: on the run's budget_clock, CPU minutes for `cpu`, else wall-clock minutes.
 
 Layout: OUT/<config>/<backbone>/seed<k>/ (a `run_rl.py train` run directory each).
 """
@@ -41,20 +49,27 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repo's packages, installed or not
 
 from envs.scores import normalized_score  # noqa: E402
 
-#: Keys a sweep's --set does not change for the `dt` agent (configs/dt.yaml: DT as Chen et al. ran it).
-DT_FIXED = ("layout", "acting_mode", "backbone")
+#: Keys a sweep's --set does not change for the `dt` agent (configs/dt.yaml: DT as Chen et al. ran it): its tokens,
+#: acting and optimisation schedule. Budgets, evaluation and the like (--set time_budget_min=...) still apply.
+DT_FIXED = ("layout", "acting_mode", "backbone", "lr", "warmup_steps", "lr_schedule", "min_lr_ratio")
 #: Agents in table order: DT first, then attention over stacked tokens (an ablation), then the recurrent backbones.
 AGENTS = ("dt", "transformer", "mingru", "minlstm", "gru", "lstm")
 
 
 def run_dir(out: Path, config: str, backbone: str, seed: int) -> Path:
     return out / config / backbone / f"seed{seed}"
+
+
+def recipe_path(name: str) -> Path:
+    """The config file a --recipe means: a path ending .yaml as given (made absolute), else configs/NAME.yaml."""
+    return Path(name).resolve() if name.endswith(".yaml") else ROOT / "configs" / f"{name}.yaml"
 
 
 def train_command(
@@ -66,11 +81,15 @@ def train_command(
     threads: int,
     overrides: list[str],
     recurrent_overrides: list[str] = (),
+    recipes: list[str] = (),
 ) -> list[str]:
     """The `run_rl.py train` command for one cell: --resume when a checkpoint is there; --overwrite when an earlier
-    sweep was killed before the cell's first checkpoint (its directory then holds nothing to continue from)."""
+    sweep was killed before the cell's first checkpoint (its directory then holds nothing to continue from).
+
+    ``recipes`` (see :func:`recipe_path`) go right after the dataset's config, for every agent but dt."""
     rd = run_dir(out, config, backbone, seed)
     agent = ["--config", "dt"] if backbone == "dt" else []  # DT's recipe first; the dataset's config on top
+    recipe = [] if backbone == "dt" else [a for name in recipes for a in ("--config", str(recipe_path(name)))]
     cmd = [
         sys.executable,
         str(ROOT / "run_rl.py"),
@@ -78,6 +97,7 @@ def train_command(
         *agent,
         "--config",
         str(ROOT / "configs" / f"{config}.yaml"),
+        *recipe,
         "--backbone",
         "transformer" if backbone == "dt" else backbone,
         "--seed",
@@ -93,7 +113,7 @@ def train_command(
     ]
     for o in overrides:
         if backbone == "dt" and o.split("=", 1)[0] in DT_FIXED:
-            continue  # dt means DT's token layout and acting, whatever the other agents use
+            continue  # dt means DT's token layout, acting and schedule, whatever the other agents use
         cmd += ["--set", o]
     for o in recurrent_overrides if backbone not in ("transformer", "dt") else []:
         cmd += ["--set", o]
@@ -157,13 +177,19 @@ def existing_cells(out: Path, configs: list[str] | None = None) -> list[tuple[st
 
 
 def run_cell(
-    out: Path, cell: tuple[str, str, int], steps: int, threads: int, overrides: list[str], recurrent: list[str]
+    out: Path,
+    cell: tuple[str, str, int],
+    steps: int,
+    threads: int,
+    overrides: list[str],
+    recurrent: list[str],
+    recipes: list[str] = (),
 ) -> tuple[tuple[str, str, int], int, float]:
     """Train one cell to completion (or failure) as a `run_rl.py train` subprocess, appending to its .log next to
     the run directory; (cell, exit code, seconds). The command, and so --resume, is decided here, when it starts."""
     rd = run_dir(out, *cell)
     rd.parent.mkdir(parents=True, exist_ok=True)
-    cmd = train_command(out, *cell, steps, threads, overrides, recurrent)
+    cmd = train_command(out, *cell, steps, threads, overrides, recurrent, recipes)
     t0 = time.time()
     with open(rd.parent / f"{rd.name}.log", "a") as log:
         rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -178,7 +204,10 @@ def run_pool(args: argparse.Namespace, out: Path, todo: list[tuple[str, str, int
     """The local engine: `--jobs` threads, each waiting on one subprocess; returns the failed cells."""
     failed = []
     with ThreadPoolExecutor(args.jobs) as pool:
-        jobs = [pool.submit(run_cell, out, c, args.steps, args.threads, args.set, args.recurrent_set) for c in todo]
+        jobs = [
+            pool.submit(run_cell, out, c, args.steps, args.threads, args.set, args.recurrent_set, args.recipe)
+            for c in todo
+        ]
         for job in as_completed(jobs):
             cell, rc, seconds = job.result()
             _report(cell, rc, seconds)
@@ -204,7 +233,9 @@ def run_ray(args: argparse.Namespace, out: Path, todo: list[tuple[str, str, int]
         ray.init(address=args.address, log_to_driver=False, **local)
     try:
         task = ray.remote(run_cell).options(num_cpus=cpus, num_gpus=args.gpus_per_run, max_retries=1)
-        pending = {task.remote(out, c, args.steps, args.threads, args.set, args.recurrent_set): c for c in todo}
+        pending = {
+            task.remote(out, c, args.steps, args.threads, args.set, args.recurrent_set, args.recipe): c for c in todo
+        }
         failed = []
         while pending:
             (ready,), _ = ray.wait(list(pending), num_returns=1)
@@ -244,7 +275,8 @@ def run_matrix(args: argparse.Namespace) -> None:
 
 
 def read_runs(out: Path) -> list[dict]:
-    """One row per finished run: config, backbone, seed, last and best scores, wall time, and its eval curve."""
+    """One row per finished run: config, backbone, seed, last and best scores, wall time, its budget, and its eval
+    curve against step and (when its evaluations recorded update minutes) against minutes on its clock."""
     rows = []
     for res_path in sorted(out.glob("*/*/seed*/results.json")):
         rd = res_path.parent
@@ -252,10 +284,12 @@ def read_runs(out: Path) -> list[dict]:
         evals = (
             [json.loads(line) for line in (rd / "evals.jsonl").read_text().splitlines() if line.strip()]
             if (rd / "evals.jsonl").exists()
-            else []
+            else res.get("history", [])
         )
         scores = [e["score"] for e in evals]
         data = json.loads((rd / "dataset.json").read_text()) if (rd / "dataset.json").exists() else {}
+        cfg = (yaml.safe_load((rd / "config.yaml").read_text()) or {}) if (rd / "config.yaml").exists() else {}
+        time_curve, clock = _time_curve(evals, cfg.get("budget_clock", "wall"))
         rows.append(
             {
                 "config": rd.parent.parent.name,
@@ -273,10 +307,33 @@ def read_runs(out: Path) -> list[dict]:
                 "batch_size": res.get("batch_size"),
                 "machine": _machine_text(res.get("machine")),
                 "data": _data_score(data),
+                "time_budget_min": cfg.get("time_budget_min") or 0,
+                "budget": _budget_text(cfg, res["steps"]),
+                "clock": clock,
                 "curve": [(e["step"], e["score"]) for e in evals],
+                "time_curve": time_curve,
             }
         )
     return rows
+
+
+def _time_curve(evals: list[dict], budget_clock: str) -> tuple[list[tuple[float, float]], str]:
+    """(minutes, score) per evaluation and the clock they are on: CPU minutes (`cpu_min`) when the run's budget
+    ran on the CPU clock and every evaluation has them, else wall-clock minutes (`train_min`); [] for a run whose
+    evaluations recorded no minutes (made before they were)."""
+    if budget_clock == "cpu" and evals and all("cpu_min" in e for e in evals):
+        return [(e["cpu_min"], e["score"]) for e in evals], "cpu"
+    if evals and all("train_min" in e for e in evals):
+        return [(e["train_min"], e["score"]) for e in evals], "wall"
+    return [], "wall"
+
+
+def _budget_text(cfg: dict, steps: int) -> str:
+    """What stopped the run's training, in words: its step count, and its time budget when it had one."""
+    minutes = cfg.get("time_budget_min") or 0
+    if not minutes:
+        return f"{cfg.get('steps', steps)} steps"
+    return f"{minutes:g} min on the {cfg.get('budget_clock', 'wall')} clock (at most {cfg.get('steps', steps)} steps)"
 
 
 def _data_score(summary: dict) -> float | None:
@@ -360,18 +417,144 @@ def _mean_std(xs: list[float]) -> str:
     return f"{np.mean(xs):.1f} ± {np.std(xs):.1f}" if xs else "–"
 
 
+def first_reach(curve: list[tuple[float, float]], threshold: float) -> float | None:
+    """The time of the first evaluation whose score is >= ``threshold``; None when none is.
+
+    >>> first_reach([(1.0, 10.0), (2.0, 30.0), (3.0, 20.0)], 25.0), first_reach([(1.0, 10.0)], 25.0)
+    (2.0, None)
+    """
+    return next((t for t, score in curve if score >= threshold), None)
+
+
+def _reach(curves: list[list[tuple[float, float]]], threshold: float | None) -> dict | None:
+    """How soon a set of seeds reach ``threshold``: each seed's first time (None: never), the mean over the seeds
+    that reach it (None if none does), how many do, out of how many; None without a threshold or seeds."""
+    if threshold is None or not curves:
+        return None
+    times = [first_reach(cv, threshold) for cv in curves]
+    reached = [t for t in times if t is not None]
+    return {
+        "minutes": float(np.mean(reached)) if reached else None,
+        "reached": len(reached),
+        "seeds": len(times),
+        "per_seed": times,
+    }
+
+
+def time_to_score(rows: list[dict]) -> dict | None:
+    """Minutes of update time each agent takes to reach the behaviour data's score and dt's final score, from the
+    runs with minutes in their history; None when no run has them.
+
+    Per dataset and agent, each seed's time is that of its first evaluation at or above the threshold; a seed that
+    never gets there counts as not reached, and the minutes are the mean over the seeds that did. dt's final score is
+    its last score averaged over its seeds. Per agent then: each threshold's minutes averaged over the datasets where
+    some seed reached it, and the ratio of its minutes to dt's final to dt's own, averaged over the datasets where
+    both are defined (below 1: sooner than dt).
+    """
+    timed = [r for r in rows if r.get("time_curve")]
+    if not timed:
+        return None
+    configs = sorted({r["config"] for r in timed}, key=config_order)
+    agents = backbones_in(timed)
+    data = data_scores(rows)
+    datasets = {}
+    for c in configs:
+        dt_last = [r["last"] for r in rows if r["config"] == c and r["backbone"] == "dt"]
+        dt_final = float(np.mean(dt_last)) if dt_last else None
+        per_agent = {}
+        for b in agents:
+            curves = [r["time_curve"] for r in timed if r["config"] == c and r["backbone"] == b]
+            if curves:
+                per_agent[b] = {"to_data": _reach(curves, data.get(c)), "to_dt_final": _reach(curves, dt_final)}
+        datasets[c] = {"data": data.get(c), "dt_final": dt_final, "agents": per_agent}
+    average = {}
+    for b in agents:
+        average[b] = {}
+        for key in ("to_data", "to_dt_final"):
+            cells = [d["agents"][b][key] for d in datasets.values() if b in d["agents"] and d["agents"][b][key]]
+            got = [cell["minutes"] for cell in cells if cell["minutes"] is not None]
+            average[b][key] = {"minutes": float(np.mean(got)) if got else None, "datasets": len(got), "of": len(cells)}
+        ratios = []
+        for d in datasets.values():
+            mine, dts = (d["agents"].get(a, {}).get("to_dt_final") for a in (b, "dt"))
+            if mine and dts and mine["minutes"] is not None and dts["minutes"]:
+                ratios.append(mine["minutes"] / dts["minutes"])
+        average[b]["ratio_to_dt"] = {"ratio": float(np.mean(ratios)) if ratios else None, "datasets": len(ratios)}
+    clocks = {clock: sum(r["clock"] == clock for r in timed) for clock in ("cpu", "wall")}
+    return {"clock": {k: n for k, n in clocks.items() if n}, "datasets": datasets, "average": average}
+
+
+def _clock_text(clocks: dict[str, int]) -> str:
+    """The clock of the minutes, in words, for captions and axis labels."""
+    if set(clocks) == {"cpu"}:
+        return "CPU minutes of update time (the process's CPU time in update steps; budget_clock cpu)"
+    if set(clocks) == {"wall"}:
+        return "wall-clock minutes of update time (budget_clock wall, or runs made before the CPU clock)"
+    return (
+        f"minutes of update time, each run on its own clock ({clocks['cpu']} runs CPU, {clocks['wall']} runs wall "
+        "clock): the two do not compare"
+    )
+
+
+def _reach_text(cell: dict | None) -> str:
+    if cell is None:
+        return "–"
+    minutes = "–" if cell["minutes"] is None else f"{cell['minutes']:.1f}"
+    return f"{minutes} ({cell['reached']}/{cell['seeds']})"
+
+
+def time_to_score_md(tts: dict) -> str:
+    """time_to_score.md: per dataset, each agent's minutes to the data's score and to dt's final score; then per
+    agent the averages over datasets and the ratio to dt's time."""
+    agents = list(tts["average"])
+    lines = [
+        "| dataset | data | dt final | " + " | ".join(f"{b} → data | {b} → dt final" for b in agents) + " |",
+        "|---|---|---|" + "---|---|" * len(agents),
+    ]
+    for c, d in tts["datasets"].items():
+        cells = [_reach_text(d["agents"].get(b, {}).get(key)) for b in agents for key in ("to_data", "to_dt_final")]
+        thresholds = ["–" if d[k] is None else f"{d[k]:.1f}" for k in ("data", "dt_final")]
+        lines.append(f"| {c} | " + " | ".join(thresholds + cells) + " |")
+    lines += [
+        "",
+        "| agent | → data, mean over datasets | → dt final, mean over datasets | → dt final, ÷ dt's minutes, mean |",
+        "|---|---|---|---|",
+    ]
+    for b, avg in tts["average"].items():
+        cells = []
+        for key in ("to_data", "to_dt_final"):
+            a = avg[key]
+            cells.append("–" if a["minutes"] is None else f"{a['minutes']:.1f} ({a['datasets']} of {a['of']})")
+        r = avg["ratio_to_dt"]
+        cells.append("–" if r["ratio"] is None else f"{r['ratio']:.2f} ({r['datasets']})")
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Minutes: {_clock_text(tts['clock'])}. Each cell: mean over the seeds that reach the score of their first "
+        "evaluation at or above it, then (seeds that reach it / seeds); – where none does or there is no such "
+        "score. data: the behaviour data's D4RL-normalised score; dt final: dt's last score, mean over its seeds. "
+        "Averages: over the datasets where some seed got there (of the datasets with runs and a score to reach); "
+        "the ratio: the agent's minutes to dt's final over dt's own, averaged over the datasets where both got "
+        "there (in brackets), below 1 meaning sooner than dt. Runs whose evaluations recorded no minutes are left "
+        "out.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def write_table(out: Path) -> str:
-    """Write table.csv / table.json (per run) and table.md (mean ± std over seeds, last and best)."""
+    """Write table.csv (per run), table.json ({"runs": per run, "time_to_score": see :func:`time_to_score`}) and
+    table.md (mean ± std over seeds, last and best); time_to_score.md when the runs recorded update minutes."""
     rows = read_runs(out)
     if not rows:
         print("no finished runs yet")
         return ""
-    flat = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
+    flat = [{k: v for k, v in r.items() if k not in ("curve", "time_curve")} for r in rows]
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(flat[0]))
         w.writeheader()
         w.writerows(flat)
-    (out / "table.json").write_text(json.dumps(rows, indent=1))
+    tts = time_to_score(rows)
+    (out / "table.json").write_text(json.dumps({"runs": rows, "time_to_score": tts}, indent=1))
 
     configs = sorted({r["config"] for r in rows}, key=config_order)
     backbones = backbones_in(rows)
@@ -412,12 +595,17 @@ def write_table(out: Path) -> str:
     for b in backbones:
         w = [r["wall_time_s"] / 60 for r in rows if r["backbone"] == b]
         wall[b] = f"{np.median(w):.1f} min ({min(w):.1f}–{max(w):.1f})"
+    budgets = sorted({r["budget"] for r in rows})
+    comparison = compare_to(rows, "dt" if any(r["backbone"] == "dt" for r in rows) else "transformer")
+    if comparison and len(budgets) > 1:
+        comparison.append(f"\nNot at equal budget: the runs had different budgets: {'; '.join(budgets)}.")
     lines += (
         [""]
-        + compare_to(rows, "dt" if any(r["backbone"] == "dt" for r in rows) else "transformer")
+        + comparison
         + [
             "",
-            f"Steps per run: {', '.join(map(str, steps))}; batch {', '.join(batches)}. Wall time per run, median "
+            (f"Budget per run: {'; '.join(budgets)}. " if any(r["time_budget_min"] for r in rows) else "")
+            + f"Steps per run: {', '.join(map(str, steps))}; batch {', '.join(batches)}. Wall time per run, median "
             "(min–max): "
             + ", ".join(f"{b} {wall[b]}" for b in backbones)
             + f". Machine: {'; '.join(machines)}. Scores: D4RL-normalised, "
@@ -430,6 +618,11 @@ def write_table(out: Path) -> str:
     plot_curves(rows, out)
     plot_scores(rows, out)
     print(md)
+    if tts:
+        tmd = time_to_score_md(tts)
+        (out / "time_to_score.md").write_text(tmd)
+        plot_time_curves([r for r in rows if r["time_curve"]], out, _clock_text(tts["clock"]).split(" (")[0])
+        print(tmd)
     return md
 
 
@@ -452,9 +645,42 @@ def _draw_curves(ax, rows: list[dict], config: str, data: float | None) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_curves(rows: list[dict], out: Path) -> None:
+def _draw_time_curves(ax, rows: list[dict], config: str, data: float | None) -> None:
+    """Score against minutes: each seed thin, their mean thick (on the minutes every seed covers, each seed's curve
+    interpolated linearly between its evaluations), one colour per agent across datasets."""
+    from matplotlib.ticker import MaxNLocator
+
+    for i, b in enumerate(backbones_in(rows)):
+        curves = [np.asarray(r["time_curve"], float) for r in rows if r["config"] == config and r["backbone"] == b]
+        curves = [cv for cv in curves if len(cv)]
+        if not curves:
+            continue
+        for cv in curves:
+            ax.plot(cv[:, 0], cv[:, 1], color=f"C{i}", lw=0.7, alpha=0.35)
+        lo, hi = max(cv[0, 0] for cv in curves), min(cv[-1, 0] for cv in curves)
+        grid = np.linspace(lo, hi, 100) if hi >= lo else np.array([])
+        mean = np.mean([np.interp(grid, cv[:, 0], cv[:, 1]) for cv in curves], 0)
+        ax.plot(grid, mean, color=f"C{i}", lw=2, marker="o" if len(grid) and hi == lo else None,
+                label=f"{b} (n={len(curves)})")  # fmt: skip
+    if data is not None:
+        ax.axhline(data, color="k", lw=1, ls="--", label="behaviour data")
+    ax.set_title(config, fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.grid(alpha=0.3)
+
+
+def plot_time_curves(rows: list[dict], out: Path, minutes: str) -> None:
+    """curves_time_<config>.png and the grid curves_time.png: as :func:`plot_curves`, against ``minutes`` (the
+    axis label: which clock) instead of steps; ``rows``: the runs with minutes in their history."""
+    plot_curves(rows, out, _draw_time_curves, minutes, "curves_time")
+
+
+def plot_curves(
+    rows: list[dict], out: Path, draw=_draw_curves, xlabel: str = "gradient step", name: str = "curves"
+) -> None:
     """curves_<config>.png: normalised score against step, mean ± std over seeds, one line per backbone, the
-    behaviour data's score dashed; curves.png: all datasets on one grid (a row per environment)."""
+    behaviour data's score dashed; curves.png: all datasets on one grid (a row per environment). ``draw``, ``xlabel``
+    and ``name`` draw one panel, label its x axis and name the files (<name>_<config>.png, <name>.png)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -464,12 +690,12 @@ def plot_curves(rows: list[dict], out: Path) -> None:
     data = data_scores(rows)
     for c in configs:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        _draw_curves(ax, rows, c, data.get(c))
-        ax.set_xlabel("gradient step")
+        draw(ax, rows, c, data.get(c))
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("D4RL-normalised score")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out / f"curves_{c}.png", dpi=110)
+        fig.savefig(out / f"{name}_{c}.png", dpi=110)
         plt.close(fig)
     envs = sorted({config_order(c)[0] for c in configs})
     per_env = [[c for c in configs if config_order(c)[0] == e] for e in envs]
@@ -481,14 +707,18 @@ def plot_curves(rows: list[dict], out: Path) -> None:
             if j >= len(cs):
                 ax.axis("off")
                 continue
-            _draw_curves(ax, rows, cs[j], data.get(cs[j]))
+            draw(ax, rows, cs[j], data.get(cs[j]))
             ax.tick_params(labelsize=7)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, [lab.split(" (")[0] for lab in labels], loc="lower center", ncol=len(labels), fontsize=8)
-    fig.supxlabel("gradient step", fontsize=9, y=0.04)
+    legend = {}  # one entry per agent (and the data), from whichever panels have it
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label.split(" (")[0], handle)
+    names = sorted(legend, key=lambda k: AGENTS.index(k) if k in AGENTS else len(AGENTS))
+    fig.legend([legend[k] for k in names], names, loc="lower center", ncol=len(names), fontsize=8)
+    fig.supxlabel(xlabel, fontsize=9, y=0.04)
     fig.supylabel("D4RL-normalised score", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(out / "curves.png", dpi=100)
+    fig.savefig(out / f"{name}.png", dpi=100)
     plt.close(fig)
 
 
@@ -558,6 +788,14 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray GPUs per run; 0.5 puts two runs on a GPU")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     r.add_argument(
+        "--recipe",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="config (configs/NAME.yaml, or a path ending .yaml) on top of the dataset's, for every agent but dt, "
+        "which keeps configs/dt.yaml (e.g. cpu-budget); repeatable; --set still applies to all",
+    )
+    r.add_argument(
         "--recurrent-set",
         action="append",
         default=[],
@@ -581,7 +819,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument(
         "--docs",
         metavar="DIR",
-        help="also copy the table (as sweep_table.md/.csv) and the plots into DIR, e.g. docs",
+        help="also copy the table (as sweep_table.md/.csv), time_to_score.md (as sweep_time_to_score.md) and the "
+        "plots into DIR, e.g. docs",
     )
     t.add_argument(
         "--splice",
@@ -589,7 +828,8 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         help="also replace the block between the lines <!-- NAME --> and <!-- /NAME --> in FILE (e.g. "
-        "docs/RESULTS.md) with the table; repeatable",
+        "docs/RESULTS.md) with the table, and the block <!-- NAME-time --> ... <!-- /NAME-time --> (if FILE has "
+        "one) with time_to_score.md; repeatable",
     )
     t.add_argument(
         "--splice-name",
@@ -605,6 +845,9 @@ def main(argv: list[str] | None = None) -> None:
             ap.error('--engine ray needs Ray: pip install -e ".[ray]" (or pip install ray), or use --engine pool')
         if a.engine == "pool" and (a.address or a.gpus_per_run or a.cpus_per_run is not None):
             ap.error("--address, --cpus-per-run and --gpus-per-run are Ray options; add --engine ray")
+        for name in a.recipe:
+            if not recipe_path(name).is_file():
+                ap.error(f"no recipe {recipe_path(name)} (--recipe takes a configs/ name or a path ending .yaml)")
         for c in a.configs:
             if not (ROOT / "configs" / f"{c}.yaml").is_file():
                 ap.error(
@@ -624,24 +867,32 @@ def main(argv: list[str] | None = None) -> None:
         for f in a.splice:
             splice(Path(f), (out / "table.md").read_text(), a.splice_name)
             print(f"updated the table in {f}")
+            if (out / "time_to_score.md").exists():
+                if splice(Path(f), (out / "time_to_score.md").read_text(), f"{a.splice_name}-time", missing_ok=True):
+                    print(f"updated the time-to-score table in {f}")
 
 
-def splice(path: Path, table_md: str, name: str = "sweep-table") -> None:
+def splice(path: Path, table_md: str, name: str = "sweep-table", missing_ok: bool = False) -> bool:
     """Replace what lies between the lines ``<!-- name -->`` and ``<!-- /name -->`` of a Markdown file with
-    `table_md`."""
+    `table_md`; whether it did (without the block: False with ``missing_ok``, else exit naming the markers)."""
     first, last = f"<!-- {name} -->", f"<!-- /{name} -->"
     text = path.read_text()
     begin, end = text.find(first), text.find(last)
     if begin < 0 or end < begin:
+        if missing_ok:
+            return False
         sys.exit(f"{path} has no {first} ... {last} block; add the two lines where the table goes")
     head = text[: begin + len(first)]
     path.write_text(head + "\n" + table_md.strip("\n") + "\n" + text[end:])
+    return True
 
 
 def publish(out: Path, docs: Path) -> list[Path]:
-    """Copy table.md/table.csv (as sweep_table.*), scores.png, curves.png and curves_*.png from OUT into docs."""
+    """Copy table.md/table.csv (as sweep_table.*), time_to_score.md (as sweep_time_to_score.md), scores.png,
+    curves.png and curves_*.png (curves_time.png and curves_time_*.png among them) from OUT into docs."""
     docs.mkdir(parents=True, exist_ok=True)
     pairs = [(out / "table.md", docs / "sweep_table.md"), (out / "table.csv", docs / "sweep_table.csv")]
+    pairs.append((out / "time_to_score.md", docs / "sweep_time_to_score.md"))
     pairs += [(p, docs / p.name) for p in [out / "scores.png", out / "curves.png", *sorted(out.glob("curves_*.png"))]]
     written = []
     for src, dst in pairs:

@@ -55,3 +55,18 @@ def test_bad_inputs_name_the_problem(tmp_path: Path) -> None:
             log_eval_returns(w, [], step=1)
         with pytest.raises(ValueError, match="log_learning_curve needs at least one evaluation row"):
             log_learning_curve(w, [], step=1)
+
+
+def test_learning_curve_figure_draws_steps_minutes_and_the_data_line() -> None:
+    from agents.tensorboard_views import learning_curve_figure
+
+    rows = [
+        {"step": 10, "score": 5.0, "train_min": 0.5, "cpu_min": 0.4},
+        {"step": 20, "score": 9.0, "train_min": 1.0, "cpu_min": 0.9},
+    ]
+    fig = learning_curve_figure(rows, data_score=7.5)
+    by_steps, by_minutes = fig.axes
+    assert list(by_steps.lines[0].get_xdata()) == [10, 20] and list(by_steps.lines[0].get_ydata()) == [5.0, 9.0]
+    assert list(by_minutes.lines[0].get_xdata()) == [0.5, 1.0] and list(by_minutes.lines[1].get_xdata()) == [0.4, 0.9]
+    assert all(list(ax.lines[-1].get_ydata()) == [7.5, 7.5] for ax in fig.axes)  # the data's score, dashed
+    assert len(learning_curve_figure([{"step": 1, "score": 2.0}]).axes) == 1  # rows without times: steps only

@@ -66,6 +66,10 @@ def test_results_report_last_best_mean_last3_per_target_and_tensorboard_views(
     vs_min = acc.Scalars("eval/score_vs_min")
     assert [e.step for e in vs_min] == [round(m * 60) for m in minutes]
     assert [e.value for e in vs_min] == pytest.approx(scores)
+    vs_cpu = acc.Scalars("eval/score_vs_cpu_min")
+    assert [e.step for e in vs_cpu] == [round(r["cpu_min"] * 60) for r in rows]
+    png = (run / "learning_curve.png").read_bytes()  # redrawn at each evaluation: the last one holds all four
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_video_every_logs_an_evaluation_episode(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
@@ -84,3 +88,41 @@ def test_video_every_must_be_a_multiple_of_eval_every(tiny_config: Callable[...,
         tiny_config(requeue_exit_code=256)
     with pytest.raises(ValueError, match="time_budget_min must be >= 0"):
         tiny_config(time_budget_min=-1)
+
+
+def test_cpu_clock_budget_evaluates_every_few_minutes_and_cosine_ends_with_the_budget(
+    tiny_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    # budget 0.003 CPU min (0.18 s), evaluations every 0.001 min: about three, at increasing CPU times
+    cfg = tiny_config(
+        steps=100_000, time_budget_min=0.003, budget_clock="cpu", eval_every=0, eval_every_min=0.001,
+        eval_episodes=1, final_eval_episodes=1, warmup_steps=1, lr_schedule="cosine", min_lr_ratio=0.1,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    res = train(cfg, run)
+    assert res["stop_reason"] == "time_budget" and res["cpu_min"] >= 0.003
+    rows = [json.loads(line) for line in (run / "evals.jsonl").read_text().splitlines()]
+    cpu = [r["cpu_min"] for r in rows]
+    assert len(rows) >= 3 and cpu == sorted(cpu)
+    for k, minutes in enumerate(cpu[:-1]):  # each time-triggered evaluation is the first update past k+1 intervals
+        assert minutes >= 0.001 * (k + 1) - 1e-4
+    assert rows[-1]["step"] == res["steps"]
+    # the schedule reached the end of its cosine with the budget, not with `steps` (which it is far from)
+    lr = _events(run).Scalars("train/lr")[-1].value
+    assert lr == pytest.approx(cfg.lr * 0.1, rel=0.05)
+
+
+def test_lr_factor_follows_whichever_of_steps_and_budget_is_further() -> None:
+    cfg = TrainConfig(steps=1000, warmup_steps=100, lr_schedule="cosine", min_lr_ratio=0.0)
+    # written out: f(p) = 0.5 (1 + cos(pi p)), p = max((step + 1 - warmup) / (steps - warmup), budget)
+    for step, used in [(99, 0.0), (549, 0.0), (199, 0.5), (899, 0.5), (110, 0.25), (110, 2.0)]:
+        p = min(max((step + 1 - 100) / 900, used), 1.0)
+        assert cfg.lr_factor(step, used) == pytest.approx(0.5 * (1 + np.cos(np.pi * p)))
+    assert TrainConfig(steps=1000, warmup_steps=0).lr_factor(10, 0.9) == 1.0  # constant ignores the budget
+
+
+def test_budget_clock_must_be_wall_or_cpu(tiny_config: Callable[..., TrainConfig]) -> None:
+    with pytest.raises(ValueError, match=r"budget_clock='cpus' is not valid \(did you mean 'cpu'\?\)"):
+        tiny_config(budget_clock="cpus")
+    with pytest.raises(ValueError, match="eval_every_min must be >= 0"):
+        tiny_config(eval_every_min=-1.0)

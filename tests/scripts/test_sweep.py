@@ -46,8 +46,9 @@ def test_table_means_and_stds_over_seeds(tmp_path):
     assert f"{np.mean(last):.1f} ± {np.std(last):.1f} (n=2)" in md
     assert f"{np.mean(best):.1f} ± {np.std(best):.1f}" in md
     assert "6.0 ± 0.0 (n=1)" in md
-    rows = json.loads((tmp_path / "table.json").read_text())
-    assert len(rows) == 3 and (tmp_path / "table.csv").exists()
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert len(table["runs"]) == 3 and (tmp_path / "table.csv").exists()
+    assert table["time_to_score"] is None and not (tmp_path / "time_to_score.md").exists()  # no minutes recorded
     assert (tmp_path / "curves_hopper-medium.png").stat().st_size > 1000
     docs = tmp_path / "docs"
     sweep.main(["table", "--out", str(tmp_path), "--no-check-data", "--docs", str(docs)])
@@ -167,11 +168,13 @@ def test_dt_agent_is_dt_whatever_the_sweep_sets():
     import run_rl
 
     cmd = sweep.train_command(Path("/tmp/x"), "hopper-medium", "dt", 0, 100, 1,
-                              ["layout=stacked", "lr=0.0003"], ["acting_mode=recurrent"])  # fmt: skip
+                              ["layout=stacked", "lr=0.0003", "lr_schedule=cosine", "time_budget_min=4"],
+                              ["acting_mode=recurrent"])  # fmt: skip
     argv = cmd[cmd.index("train") :]
     cfg = run_rl.resolve_train_config(run_rl.parse_args(argv))
     assert (cfg.backbone, cfg.layout, cfg.acting_mode) == ("transformer", "interleaved", "window")
-    assert cfg.lr == 0.0003 and cfg.dataset == "minari:minrnn/hopper/medium-v0"  # shared budget, dataset's config
+    assert (cfg.lr, cfg.warmup_steps, cfg.lr_schedule) == (1e-4, 10_000, "constant")  # DT's schedule
+    assert cfg.time_budget_min == 4 and cfg.dataset == "minari:minrnn/hopper/medium-v0"  # shared budget, dataset
     assert sweep.backbones_in([{"backbone": b} for b in ("mingru", "transformer", "dt")]) == [
         "dt",
         "transformer",
