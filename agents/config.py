@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from minrnn.blocks import BACKBONES
+from minrnn.blocks import ACTIVATIONS, BACKBONES
 from minrnn.scan import BACKENDS as SCAN_BACKENDS
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "CUDA_GRAPH_MODES",
     "LR_SCHEDULES",
     "BUDGET_CLOCKS",
+    "ACTIVATION_NAMES",
     "BACKBONE_INITS",
     "DEFAULT_TARGETS",
     "EVAL_VECTORS",
@@ -62,6 +63,7 @@ EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
 CUDA_GRAPH_MODES: tuple[str, ...] = ("auto", "on", "off")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 BUDGET_CLOCKS: tuple[str, ...] = ("wall", "cpu")
+ACTIVATION_NAMES: tuple[str, ...] = ("auto", *ACTIVATIONS)
 BACKBONE_INITS: tuple[str, ...] = ("auto", "default", "gpt2")
 #: DT's evaluation targets (returns-to-go at t=0) per D4RL env (kzl/decision-transformer gym/experiment.py,
 #: ``env_targets``).
@@ -95,6 +97,12 @@ class TrainConfig:
     dropout: float = _field(0.1, "dropout in the embedding and the backbone (DT: 0.1)")
     max_ep_len: int = _field(1000, "size of the learned timestep embedding; timesteps beyond are clamped (DT: 1000)")
     rtg_scale: float = _field(1000.0, "returns-to-go are divided by this before embedding (DT: 1000)")
+    activation: str = _field(
+        "auto",
+        "the backbone MLP's activation: 'relu' (DT's GPT-2 configuration, kzl/decision-transformer "
+        "gym/experiment.py, and d3rlpy's), 'gelu', or 'auto' = relu for the transformer, gelu for the recurrent "
+        "backbones",
+    )
     backbone_init: str = _field(
         "auto",
         "backbone Linear init: 'gpt2' (N(0, 0.02), zero bias, as DT's GPT-2 and d3rlpy), 'default' (PyTorch's), "
@@ -207,6 +215,12 @@ class TrainConfig:
             return self.acting_mode
         return "recurrent" if self.backbone in RECURRENT_BACKBONES else "window"
 
+    def resolved_activation(self) -> str:
+        """'relu' or 'gelu': ``auto`` gives the transformer DT's ReLU, the recurrent backbones GELU."""
+        if self.activation != "auto":
+            return self.activation
+        return "relu" if self.backbone == "transformer" else "gelu"
+
     def resolved_backbone_init(self) -> str:
         """'gpt2' or 'default': ``auto`` gives the transformer GPT-2's initialisation, as DT and d3rlpy have it."""
         if self.backbone_init != "auto":
@@ -258,6 +272,7 @@ class TrainConfig:
         _check_choice("cuda_graphs", self.cuda_graphs, CUDA_GRAPH_MODES)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("backbone_init", self.backbone_init, BACKBONE_INITS)
+        _check_choice("activation", self.activation, ACTIVATION_NAMES)
         _check_choice("budget_clock", self.budget_clock, BUDGET_CLOCKS)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}: e.g. --set min_lr_ratio=0.1")
@@ -467,8 +482,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Rebuild a config saved by ``to_dict`` (e.g. from a checkpoint's JSON); unknown keys are rejected."""
-    return apply_overrides(TrainConfig(), data).validate()
+    """Rebuild a config saved by ``to_dict`` (e.g. from a checkpoint's JSON); unknown keys are rejected. A config
+    saved before ``activation`` existed trained with GELU, whatever its backbone, and is read so."""
+    return apply_overrides(TrainConfig(), {"activation": "gelu", **data}).validate()
 
 
 def default_targets(env_id: str) -> tuple[float, ...]:

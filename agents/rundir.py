@@ -140,6 +140,7 @@ class RunLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir, self.data_score = run_dir, data_score
+        self.title = f"Decision-{cfg.backbone} ({cfg.layout} tokens) on {dataset_summary.get('name', cfg.dataset)}"
         if purge_step is not None:  # evaluations logged after the checkpoint were lost with the killed process
             atomic_write_text(run_dir / "evals.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -184,7 +185,7 @@ class RunLog:
         if "cpu_min" in row:
             w.add_scalar("eval/score_vs_cpu_min", row["score"], int(round(row["cpu_min"] * 60)))
         tbv.log_eval_returns(w, head["returns"], step)
-        tbv.log_learning_curve(w, history, step, self.data_score, png=self.run_dir / "learning_curve.png")
+        tbv.log_learning_curve(w, history, step, self.data_score, self.run_dir / "learning_curve.png", self.title)
         w.add_scalar("eval/return_mean", head["return_mean"], step)
         w.add_scalar("eval/return_std", head["return_std"], step)
         w.add_scalar("eval/normalized_score", head["normalized_mean"], step)

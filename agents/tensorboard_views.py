@@ -62,7 +62,9 @@ def log_eval_returns(writer: Any, returns: Sequence[float] | np.ndarray, step: i
     writer.add_histogram("eval/returns", returns, step)
 
 
-def learning_curve_figure(evals: Sequence[dict[str, Any]], data_score: float | None = None) -> Any:
+def learning_curve_figure(
+    evals: Sequence[dict[str, Any]], data_score: float | None = None, title: str | None = None
+) -> Any:
     """A matplotlib Figure of ``score`` for evals.jsonl rows ({"step": int, "score": float, "train_min": ...}):
     against gradient steps, and beside it against minutes of update time (``train_min``, or ``cpu_min`` too when
     the rows have it) when they carry times. ``data_score``, the behaviour data's own score, is drawn dashed: an
@@ -90,18 +92,25 @@ def learning_curve_figure(evals: Sequence[dict[str, Any]], data_score: float | N
                         xytext=(2, 2), textcoords="offset points")  # fmt: skip
         ax.set_ylabel("normalised score")
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def log_learning_curve(
-    writer: Any, evals: Sequence[dict[str, Any]], step: int, data_score: float | None = None, png: Any = None
+    writer: Any,
+    evals: Sequence[dict[str, Any]],
+    step: int,
+    data_score: float | None = None,
+    png: Any = None,
+    title: str | None = None,
 ) -> None:
     """``eval/learning_curve``: the curve so far, as an image at ``step`` (add_figure closes the figure); with
     ``png`` (a path), the same figure is also saved there."""
     if not evals:
         raise ValueError("log_learning_curve needs at least one evaluation row ({'step': ..., 'score': ...})")
-    fig = learning_curve_figure(evals, data_score)
+    fig = learning_curve_figure(evals, data_score, title)
     if png is not None:
         fig.savefig(png, dpi=100)
     writer.add_figure("eval/learning_curve", fig, step)

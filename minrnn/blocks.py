@@ -105,15 +105,31 @@ class CausalDepthwiseConv(nn.Module):
         return y, window[:, 1:]
 
 
+#: The MLP's activation: GELU (GPT-2 as published, lucidrains' minGRU) or ReLU (DT's GPT-2 configuration,
+#: kzl/decision-transformer gym/experiment.py ``--activation_function relu``, and d3rlpy's D4RL reproduction).
+ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
 class ResidualBlock(nn.Module):
     """Pre-norm residual block around ``mixer``; see the module docstring. State: ``(conv_state, mixer_state)``."""
 
-    def __init__(self, dim: int, mixer: nn.Module, mlp_mult: int = 4, dropout: float = 0.0, conv_kernel: int = 0):
+    def __init__(
+        self,
+        dim: int,
+        mixer: nn.Module,
+        mlp_mult: int = 4,
+        dropout: float = 0.0,
+        conv_kernel: int = 0,
+        activation: str = "gelu",
+    ):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is not valid; use one of {list(ACTIVATIONS)}")
         self.conv = CausalDepthwiseConv(dim, conv_kernel) if conv_kernel else None
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.mixer = mixer
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_mult * dim), nn.GELU(), nn.Linear(mlp_mult * dim, dim))
+        hidden = mlp_mult * dim
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), ACTIVATIONS[activation](), nn.Linear(hidden, dim))
         self.drop = nn.Dropout(dropout)
 
     def forward(
@@ -220,6 +236,7 @@ def build_backbone(
     expansion: float = 1.0,
     n_heads: int = 1,
     backend: str = "auto",
+    activation: str = "gelu",
     **cell_kw: Any,
 ) -> Stack:
     """Build a :class:`Stack` of ``depth`` blocks of width ``dim`` around the mixer called ``name``.
@@ -234,6 +251,7 @@ def build_backbone(
         expansion: min-RNN state width = ``expansion * dim``.
         n_heads: attention heads (transformer only).
         backend: scan back-end for the min-RNNs, see :func:`minrnn.scan.scan`.
+        activation: the MLP's activation, a key of :data:`ACTIVATIONS` ("gelu" or "relu").
         cell_kw: extra min-RNN arguments, e.g. ``learnable_h0=True`` or ``forget_bias=1.0`` (minLSTM).
     """
     if name not in BACKBONES:
@@ -248,5 +266,5 @@ def build_backbone(
             return TorchRNNMixer(dim, name)
         return AttentionMixer(dim, n_heads=n_heads, dropout=dropout)
 
-    blocks = [ResidualBlock(dim, mixer(), mlp_mult, dropout, conv_kernel) for _ in range(depth)]
+    blocks = [ResidualBlock(dim, mixer(), mlp_mult, dropout, conv_kernel, activation) for _ in range(depth)]
     return Stack(dim, blocks, name=name)

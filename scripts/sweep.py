@@ -699,8 +699,11 @@ def plot_curves(
         plt.close(fig)
     envs = sorted({config_order(c)[0] for c in configs})
     per_env = [[c for c in configs if config_order(c)[0] == e] for e in envs]
+    if all(len(cs) == 1 for cs in per_env):  # one dataset per environment: a single row reads better
+        per_env = [[cs[0] for cs in per_env]]
     ncol = max(len(cs) for cs in per_env)
-    fig, axes = plt.subplots(len(envs), ncol, figsize=(3.2 * ncol, 2.6 * len(envs)), squeeze=False)
+    fig, axes = plt.subplots(len(per_env), ncol, figsize=(max(3.2 * ncol, 6.4), 2.6 * len(per_env) + 0.6),
+                             squeeze=False)  # fmt: skip
     for i, cs in enumerate(per_env):
         for j in range(ncol):
             ax = axes[i][j]
@@ -715,9 +718,9 @@ def plot_curves(
             legend.setdefault(label.split(" (")[0], handle)
     names = sorted(legend, key=lambda k: AGENTS.index(k) if k in AGENTS else len(AGENTS))
     fig.legend([legend[k] for k in names], names, loc="lower center", ncol=len(names), fontsize=8)
-    fig.supxlabel(xlabel, fontsize=9, y=0.04)
+    fig.supxlabel(xlabel, fontsize=9, y=0.09 if len(per_env) == 1 else 0.04)
     fig.supylabel("D4RL-normalised score", fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.12 if len(per_env) == 1 else 0.05, 1, 1))
     fig.savefig(out / f"{name}.png", dpi=100)
     plt.close(fig)
 

@@ -194,3 +194,24 @@ def test_backbone_init_gpt2_draws_the_backbone_from_n002_and_auto_picks_it_for_a
     rnn = build_model(TrainConfig(backbone="mingru"), obs_dim=11, act_dim=3)
     assert any(m.bias.abs().sum() > 0 for m in rnn.backbone.modules() if isinstance(m, torch.nn.Linear))
     assert TrainConfig(backbone="mingru", backbone_init="gpt2").resolved_backbone_init() == "gpt2"
+
+
+def test_activation_auto_gives_attention_dts_relu_and_old_checkpoints_stay_gelu() -> None:
+    from agents.config import TrainConfig, config_from_dict
+    from agents.trainer import build_model
+
+    def acts(cfg: TrainConfig) -> set[type]:
+        model = build_model(cfg, obs_dim=11, act_dim=3)
+        return {type(m) for m in model.backbone.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.GELU))}
+
+    assert acts(TrainConfig(backbone="transformer")) == {torch.nn.ReLU}  # DT's GPT-2 configuration
+    assert acts(TrainConfig(backbone="mingru")) == {torch.nn.GELU}
+    assert acts(TrainConfig(backbone="mingru", activation="relu")) == {torch.nn.ReLU}
+    x = torch.tensor([-1.0, 0.5])  # the block really applies it: relu(-1) = 0, gelu(-1) = -0.1587
+    relu_mlp = build_model(TrainConfig(backbone="transformer"), 11, 3).backbone.blocks[0].mlp[1]
+    assert relu_mlp(x).tolist() == [0.0, 0.5]
+    saved = TrainConfig(backbone="transformer").to_dict()
+    del saved["activation"]  # a checkpoint written before the key existed was trained with GELU
+    assert config_from_dict(saved).resolved_activation() == "gelu"
+    with pytest.raises(ValueError, match=r"activation='swish' is not valid; use one of \['auto', 'gelu', 'relu'\]"):
+        TrainConfig(activation="swish").validate()
