@@ -79,6 +79,10 @@ class TrainState:
         """Update minutes on ``clock`` ("wall" or "cpu", the config's ``budget_clock``)."""
         return self.cpu_min if clock == "cpu" else self.train_min
 
+    def budget_used(self, clock: str, budget_min: float) -> float:
+        """The fraction of a ``budget_min``-minute budget (``time_budget_min``) spent on ``clock``; 0 without one."""
+        return self.clock_min(clock) / budget_min if budget_min > 0 else 0.0
+
     def summary(self, run_dir: Path, final_score: float) -> dict[str, Any]:
         """What results.json adds for a training run: the last evaluation (the final one: the primary number), the
         best, the mean of the last three (``mean_last3``: less noisy than one), history, training time."""

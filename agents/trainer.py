@@ -316,11 +316,10 @@ def train(
         import envs.video  # noqa: F401
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
     cfg, store, device, model, info = s.cfg, s.store, s.device, s.model, s.store.info()
-    budget_s = cfg.time_budget_min * 60.0
     live: list[TrainState] = []  # the state, once made: the schedule reads how much of the budget is spent
 
     def budget_used() -> float:
-        return live[0].clock_min(cfg.budget_clock) * 60.0 / budget_s if live and budget_s else 0.0
+        return live[0].budget_used(cfg.budget_clock, cfg.time_budget_min) if live else 0.0
 
     optimizer, scheduler = make_optimizer(model, cfg, s.graphs, budget_used)
     state, rng = start_state(s.ckpt, cfg, dist, device, optimizer, scheduler)  # before the first step (capture)
@@ -330,8 +329,9 @@ def train(
     updater = make_updater(train_model, cfg, optimizer, scheduler, s.graphs) if s.graphs else None
     log = saver = None
     if dist.is_main:
-        data_score = float(np.mean(store.normalize_score(store.episode_returns)))  # NaN without a score reference
-        data_score = data_score if math.isfinite(data_score) else float(store.episode_returns.mean())  # as score_of
+        returns = store.episode_returns  # the data's score on the evaluations' scale (return without a reference)
+        data_score = score_of({"normalized_mean": float(np.mean(store.normalize_score(returns))),
+                               "return_mean": float(returns.mean())})  # fmt: skip
         log = RunLog(s.run_dir, cfg, store.summary(), state.history, state.step + 1 if resume else None, data_score)
         log.views(cfg, store.summary(), store.episode_returns)
         saver = CheckpointWriter(s.run_dir, cfg, store, s.targets, model, optimizer, scheduler)
@@ -359,7 +359,7 @@ def train(
             # stop? (every rank agrees, so none is left waiting in a collective)
             used_min = state.clock_min(cfg.budget_clock)
             preempted, out_of_time, time_eval = dist.any_rank(
-                stop.requested, bool(budget_s) and used_min * 60.0 >= budget_s, used_min >= next_eval_min
+                stop.requested, budget_used() >= 1.0, used_min >= next_eval_min
             )
             if preempted:
                 save_and_exit(stop, state, rng, device, model, dist, saver, log)

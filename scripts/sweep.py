@@ -59,7 +59,8 @@ from envs.scores import normalized_score  # noqa: E402
 #: Keys a sweep's --set does not change for the `dt` agent (configs/dt.yaml: DT as Chen et al. ran it): its tokens,
 #: acting and optimisation schedule. Budgets, evaluation and the like (--set time_budget_min=...) still apply.
 DT_FIXED = ("layout", "acting_mode", "backbone", "lr", "warmup_steps", "lr_schedule", "min_lr_ratio")
-#: Agents in table order: DT first, then attention over stacked tokens (an ablation), then the recurrent backbones.
+#: Agents in table order: DT first, then attention (the `transformer` backbone on the sweep's own settings), then
+#: the recurrent backbones.
 AGENTS = ("dt", "transformer", "mingru", "minlstm", "gru", "lstm")
 
 
