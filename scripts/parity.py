@@ -1,6 +1,7 @@
 """DT parity: our `dt` recipe against d3rlpy's DecisionTransformer on the same D4RL-layout files and seeds.
 
-Three steps, each resumable (a finished run is skipped)::
+Three steps, each resumable (a finished run is skipped, and one that finished short of ``--steps`` is continued from
+its last checkpoint, so ``--steps 5000`` extends a 2,000-update table)::
 
     # 1. D4RL-layout files from our Minari datasets (or bring your own D4RL files)
     python scripts/parity.py export --datasets minrnn/halfcheetah/medium-v0 minrnn/hopper/medium-v0 --out runs/parity
@@ -76,18 +77,57 @@ def d3rlpy_command(file: Path, seed: int, args: argparse.Namespace, out: Path) -
     ]  # fmt: skip
 
 
+def steps_done_ours(run: Path) -> int:
+    """Updates a finished run of ours trained (its config's ``steps``); 0 if it has not finished."""
+    if not (run / "results.json").exists():
+        return 0
+    import yaml
+
+    return int(yaml.safe_load((run / "config.yaml").read_text())["steps"])
+
+
+def steps_done_d3rlpy(res: Path) -> int:
+    """The last update a d3rlpy run evaluated at (its JSON lines); 0 if it has none."""
+    rows = res.read_text().splitlines() if res.exists() else []
+    return max((json.loads(row)["step"] for row in rows), default=0)
+
+
+def d3rlpy_checkpoint(logs: Path, step: int) -> Path | None:
+    """d3rlpy's checkpoint after ``step`` updates in a run's log directory: ``parity-seed{S}/model_{step}.d3``, or
+    ``parity-seed{S}-from{N}/model_{step - N}.d3`` for a resumed part."""
+    for part in sorted(logs.glob("parity-seed*")):
+        start = int(part.name.split("-from")[1]) if "-from" in part.name else 0
+        if (part / f"model_{step - start}.d3").exists():
+            return part / f"model_{step - start}.d3"
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     jobs: list[tuple[list[str], Path]] = []
     for file in files_in(args.out):
         for seed in args.seeds:
             for agent in args.agents:
                 run = args.out / "ours" / f"{file.stem}-{agent}-seed{seed}"
-                if not (run / "results.json").exists():
+                done = steps_done_ours(run)
+                if not done:
                     jobs.append((our_command(file, agent, seed, args, run) + ["--overwrite"], run))
+                elif done < args.steps:
+                    extend = [sys.executable, str(ROOT / "run_rl.py"), "train", "--out", str(run), "--resume",
+                              "--steps", str(args.steps), "--threads", "1"]  # fmt: skip
+                    jobs.append((extend, run))
             if args.d3rlpy_python:
                 res = args.out / "d3rlpy" / f"{file.stem}-seed{seed}.jsonl"
-                if not res.exists():
-                    jobs.append((d3rlpy_command(file, seed, args, res), res))
+                cmd = d3rlpy_command(file, seed, args, res)
+                done = steps_done_d3rlpy(res)
+                if done and done < args.steps:
+                    ckpt = d3rlpy_checkpoint(Path(str(res.with_suffix("")) + "-logs"), done)
+                    if ckpt is None:
+                        print(f"{res}: no d3rlpy checkpoint after {done} updates to continue from; delete the file "
+                              "to start it again", flush=True)  # fmt: skip
+                        continue
+                    cmd += ["--resume", str(ckpt), "--start-step", str(done)]
+                if done < args.steps:
+                    jobs.append((cmd, res))
     running: list[subprocess.Popen] = []
     for cmd, where in jobs:
         while len(running) >= args.jobs:
@@ -95,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             running = [p for p in running if p.poll() is None]
         where.parent.mkdir(parents=True, exist_ok=True)
         print("run:", " ".join(cmd), flush=True)
-        log = open(where.with_suffix(".log"), "w")  # noqa: SIM115 (closed with the process)
+        log = open(where.with_suffix(".log"), "a")  # noqa: SIM115 (closed with the process)
         running.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
     for p in running:
         p.wait()
@@ -136,11 +176,14 @@ def read_losses(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
         if "train/loss" in ea.Tags()["scalars"]:
             for e in ea.Scalars("train/loss"):
                 losses.setdefault((name, agent), {}).setdefault(e.step, []).append(e.value)
-    for csv in sorted((out / "d3rlpy").glob("*-logs/*/loss.csv")):
-        name = csv.parent.parent.name.removesuffix("-logs").rsplit("-", 1)[0]
+    for logs in sorted((out / "d3rlpy").glob("*-logs")):
+        name = logs.name.removesuffix("-logs").rsplit("-", 1)[0]
         act_dim = {"halfcheetah": 6, "hopper": 3, "walker2d": 6}[env_key(name)]
-        rows = (line.split(",") for line in csv.read_text().split())
-        run = {int(step): float(value) / act_dim for _, step, value in rows}  # one value per step per run
+        run: dict[int, float] = {}  # one value per step per run, a resumed part ("-from{N}") counting from N
+        for csv in sorted(logs.glob("*/loss.csv")):
+            start = int(csv.parent.name.split("-from")[1]) if "-from" in csv.parent.name else 0
+            rows = (line.split(",") for line in csv.read_text().split())
+            run.update({start + int(step): float(value) / act_dim for _, step, value in rows})
         for step, value in run.items():
             losses.setdefault((name, "d3rlpy-dt"), {}).setdefault(step, []).append(value)
     return losses
@@ -204,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--steps", type=int, default=3000)
     r.add_argument("--eval-every", type=int, default=1000)
     r.add_argument("--episodes", type=int, default=10)
-    r.add_argument("--agents", nargs="+", default=["dt"], help="dt and/or backbones: mingru, minlstm")
+    r.add_argument("--agents", nargs="*", default=["dt"],
+                   help="dt and/or backbones: mingru, minlstm (none: the d3rlpy side only)")  # fmt: skip
     r.add_argument("--d3rlpy-python", default="", help="python of a venv with d3rlpy 2.8 (omit: our side only)")
     r.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one thread)")
     t = sub.add_parser("table", help="tabulate and plot score against updates")

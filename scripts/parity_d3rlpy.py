@@ -14,6 +14,10 @@ a one-layer 128-unit state encoder, standardised observations, rewards x 0.001, 
 ReLU. Every ``--eval-every`` updates it plays ``--episodes`` episodes with d3rlpy's stateful wrapper (the last K steps
 rerun at each action), episode k reset with seed ``eval_seed + k`` as ``envs.evaluate`` does, and appends one JSON
 line: step, target, returns, D4RL-normalised mean. ``scripts/parity.py`` runs our side and tabulates both.
+
+``--resume MODEL.d3 --start-step N`` continues a run from one of the checkpoints d3rlpy's logger writes every 100
+updates (weights, AdamW state and the warm-up schedule's position are all in the file), so a 2,000-update run
+extends to 5,000 by training 3,000 more updates rather than starting again.
 """
 
 from __future__ import annotations
@@ -90,21 +94,34 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="JSON-lines file to append to")
     p.add_argument("--log-dir", default=None, help="also write d3rlpy's CSV logs (loss per 100 updates) here")
+    p.add_argument("--resume", default=None, help="a model_*.d3 file of this run's logs to continue from")
+    p.add_argument("--start-step", type=int, default=0, help="with --resume: the updates that file had done")
     args = p.parse_args()
+    if bool(args.resume) != (args.start_step > 0):
+        p.error("--resume and --start-step go together (the checkpoint and the updates it had done)")
+    if args.start_step >= args.steps:
+        p.error(f"--start-step {args.start_step} is not below --steps {args.steps}: nothing to train")
 
     torch.set_num_threads(args.threads)
-    d3rlpy.seed(args.seed)
+    # d3rlpy keeps no sampler state in its checkpoints: a resumed part gets its own seed, lest it redraw the
+    # first part's batches.
+    d3rlpy.seed(args.seed + 1_000_003 * args.start_step)
     ref_min, ref_max = next(v for k, v in D4RL_REF.items() if k in args.env.lower())
     dataset = load_file(args.file)
-    algo = make_dt("cpu:0")
+    algo = d3rlpy.load_learnable(args.resume, device="cpu:0") if args.resume else make_dt("cpu:0")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    done_s = 0.0  # training seconds before --start-step, from the last line this run wrote
+    if args.resume and out.exists():
+        done_s = max((row["wall_s"] for row in map(json.loads, out.read_text().split("\n")[:-1])
+                      if row["step"] <= args.start_step), default=0.0)  # fmt: skip
     start = time.perf_counter()
 
     def callback(algo, epoch: int, step: int) -> None:
+        step += args.start_step
         if step % args.eval_every:
             return
-        train_s = time.perf_counter() - start
+        train_s = done_s + time.perf_counter() - start
         for target in args.target:
             rets = evaluate(algo, args.env, target, args.episodes, args.eval_seed)
             score = 100 * (np.mean(rets) - ref_min) / (ref_max - ref_min)
@@ -115,9 +132,10 @@ def main() -> None:
             print(f"step {step} target {target:g}: score {score:.1f}", flush=True)
 
     logger = d3rlpy.logging.FileAdapterFactory(args.log_dir) if args.log_dir else d3rlpy.logging.NoopAdapterFactory()
-    algo.fit(dataset, n_steps=args.steps, n_steps_per_epoch=100, show_progress=False,
-             experiment_name=f"parity-seed{args.seed}", with_timestamp=False, logger_adapter=logger,
-             callback=callback)  # fmt: skip
+    # A resumed part logs to its own directory, "-from{N}", whose step numbers count from N.
+    name = f"parity-seed{args.seed}" + (f"-from{args.start_step}" if args.start_step else "")
+    algo.fit(dataset, n_steps=args.steps - args.start_step, n_steps_per_epoch=100, show_progress=False,
+             experiment_name=name, with_timestamp=False, logger_adapter=logger, callback=callback)  # fmt: skip
 
 
 if __name__ == "__main__":

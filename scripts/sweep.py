@@ -298,6 +298,8 @@ def read_runs(out: Path) -> list[dict]:
                 "seed": int(rd.name[4:]),
                 "last": res["normalized_score_mean"],
                 "best": max(scores) if scores else res["normalized_score_mean"],
+                "last3": res.get("mean_last3", float(np.mean(scores[-3:])) if scores else res["normalized_score_mean"]),
+                "last_per_target": res.get("last_per_target", {}),
                 "return_last": res["return_mean"],
                 "steps": res["steps"],
                 "wall_time_s": res["wall_time_s"],
@@ -544,12 +546,16 @@ def time_to_score_md(tts: dict) -> str:
 
 def write_table(out: Path) -> str:
     """Write table.csv (per run), table.json ({"runs": per run, "time_to_score": see :func:`time_to_score`}) and
-    table.md (mean ± std over seeds, last and best); time_to_score.md when the runs recorded update minutes."""
+    table.md (mean ± std over seeds of the last evaluation, the primary score; the best; the mean of the last three;
+    then the last score at each evaluation target); time_to_score.md when the runs recorded update minutes."""
     rows = read_runs(out)
     if not rows:
         print("no finished runs yet")
         return ""
-    flat = [{k: v for k, v in r.items() if k not in ("curve", "time_curve")} for r in rows]
+    flat = [{k: v for k, v in r.items() if k not in ("curve", "time_curve", "last_per_target")} for r in rows]
+    targets = sorted({t for r in rows for t in r["last_per_target"]}, key=float, reverse=True)
+    for r, f in zip(rows, flat, strict=True):
+        f.update({f"last@{t}": r["last_per_target"].get(t) for t in targets})
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(flat[0]))
         w.writeheader()
@@ -564,17 +570,18 @@ def write_table(out: Path) -> str:
         pick[(r["config"], r["backbone"])].append(r)
     data = data_scores(rows)
     lines = [
-        "| dataset | data | " + " | ".join(f"{b} last | {b} best" for b in backbones) + " |",
-        "|---|---|" + "---|---|" * len(backbones),
+        "| dataset | data | " + " | ".join(f"{b} last | {b} best | {b} last 3" for b in backbones) + " |",
+        "|---|---|" + "---|---|---|" * len(backbones),
     ]
-    means = {}  # (config, backbone) -> (mean last, mean best)
+    means = {}  # (config, backbone) -> (mean last, mean best, mean of the last three)
     for c in configs:
         cells = []
         for b in backbones:
             rs = pick.get((c, b), [])
-            cells += [_mean_std([r["last"] for r in rs]) + f" (n={len(rs)})", _mean_std([r["best"] for r in rs])]
+            cells += [_mean_std([r["last"] for r in rs]) + f" (n={len(rs)})", _mean_std([r["best"] for r in rs]),
+                      _mean_std([r["last3"] for r in rs])]  # fmt: skip
             if rs:
-                means[(c, b)] = (np.mean([r["last"] for r in rs]), np.mean([r["best"] for r in rs]))
+                means[(c, b)] = tuple(np.mean([r[k] for r in rs]) for k in ("last", "best", "last3"))
         d = f"{data[c]:.1f}" if c in data else "–"
         lines.append(f"| {c} | {d} | " + " | ".join(cells) + " |")
     paper9 = [c for c in configs if c.partition("-")[2] in PAPER_LEVELS]
@@ -587,7 +594,7 @@ def write_table(out: Path) -> str:
         if not common:
             continue
         d = f"{np.mean([data[c] for c in common]):.1f}" if all(c in data for c in common) else "–"
-        cells = [f"{np.mean([means[(c, b)][i] for c in common]):.1f}" for b in backbones for i in (0, 1)]
+        cells = [f"{np.mean([means[(c, b)][i] for c in common]):.1f}" for b in backbones for i in (0, 1, 2)]
         lines.append(f"| **{name}** ({len(common)} datasets) | {d} | " + " | ".join(cells) + " |")
     steps = sorted({r["steps"] for r in rows})
     batches = sorted({str(r["batch_size"]) for r in rows if r.get("batch_size")}) or ["unrecorded"]
@@ -610,10 +617,12 @@ def write_table(out: Path) -> str:
             "(min–max): "
             + ", ".join(f"{b} {wall[b]}" for b in backbones)
             + f". Machine: {'; '.join(machines)}. Scores: D4RL-normalised, "
-            "mean ± std over seeds of each run's last and best evaluation; data: the behaviour data's mean episode "
-            "return, normalised. Averages cover the datasets that every backbone has runs on.",
+            "mean ± std over seeds of each run's last evaluation (the primary score), its best, and the mean of its "
+            "last three; data: the behaviour data's mean episode return, normalised. Averages cover the datasets "
+            "that every backbone has runs on.",
         ]
     )
+    lines += per_target_md(rows, configs, backbones, data)
     md = "\n".join(lines) + "\n"
     (out / "table.md").write_text(md)
     plot_curves(rows, out)
@@ -625,6 +634,27 @@ def write_table(out: Path) -> str:
         plot_time_curves([r for r in rows if r["time_curve"]], out, _clock_text(tts["clock"]).split(" (")[0])
         print(tmd)
     return md
+
+
+def per_target_md(rows: list[dict], configs: list[str], backbones: list[str], data: dict[str, float]) -> list[str]:
+    """Markdown lines: the last score at each evaluation target (DT evaluates two per env, e.g. hopper 3600 and
+    1800), mean ± std over seeds; none when the runs recorded no per-target scores. The main table's score is the
+    first target's."""
+    targets = {c: {t for r in rows if r["config"] == c for t in r["last_per_target"]} for c in configs}
+    per = [(c, t) for c in configs for t in sorted(targets[c], key=float, reverse=True)]
+    if not per:
+        return []
+    lines = ["", "Last score at each target:", "", "| dataset | target | data | " + " | ".join(backbones) + " |",
+             "|---|---|---|" + "---|" * len(backbones)]  # fmt: skip
+    for c, t in per:
+        cells = []
+        for b in backbones:
+            xs = [r["last_per_target"][t] for r in rows if (r["config"], r["backbone"]) == (c, b)
+                  and t in r["last_per_target"]]  # fmt: skip
+            cells.append(_mean_std(xs) + f" (n={len(xs)})" if xs else "–")
+        d = f"{data[c]:.1f}" if c in data else "–"
+        lines.append(f"| {c} | {float(t):g} | {d} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _draw_curves(ax, rows: list[dict], config: str, data: float | None) -> None:

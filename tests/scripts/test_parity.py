@@ -30,6 +30,12 @@ def test_export_then_our_side_trains_dt_on_the_file(minari_datasets, tmp_path):
     assert steps == [2, 4]
     curves = parity.read_curves(out)
     assert sorted(curves[("hopper-tiny", "dt")]) == [2, 4]
+    # a longer --steps continues the finished run from its checkpoint instead of training it again
+    parity.main(["run", "--out", str(out), "--seeds", "0", "--steps", "6", "--eval-every", "2", "--episodes", "1",
+                 "--jobs", "1"])  # fmt: skip
+    steps = [json.loads(line)["step"] for line in (run / "evals.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]
+    assert parity.steps_done_ours(run) == 6
 
 
 def _fake_sides(out: Path) -> None:
@@ -56,3 +62,32 @@ def test_table_reads_both_sides(tmp_path):
     table = (tmp_path / "parity.md").read_text()
     assert "| hopper-medium | dt | 2 | 15.0 ± 5.0 (2) | 40.0 ± 10.0 (2) |" in table
     assert (tmp_path / "parity.png").stat().st_size > 0
+
+
+def test_d3rlpy_side_continues_from_its_checkpoint(tmp_path):
+    """A d3rlpy run that finished at 2,000 updates continues from model_2000.d3 when --steps grows; the resumed
+    part's loss log ("-from2000", counting from 0) lands at the right updates."""
+    _fake_sides(tmp_path)
+    logs = tmp_path / "d3rlpy" / "hopper-medium-seed0-logs"
+    (logs / "parity-seed0" / "model_2000.d3").write_bytes(b"")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "hopper-medium.hdf5").write_bytes(b"")
+    fake = tmp_path / "fake-python"  # stands in for the d3rlpy venv's python: records what it was asked to run
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
+    fake.chmod(0o755)
+    parity.main(["run", "--out", str(tmp_path), "--seeds", "0", "1", "--steps", "3000", "--agents",
+                 "--d3rlpy-python", str(fake), "--jobs", "1"])  # fmt: skip
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 1  # seed 1 has no checkpoint to continue from and is left as it is, with a message
+    assert f"--resume {logs / 'parity-seed0' / 'model_2000.d3'} --start-step 2000" in calls[0]
+    assert "--steps 3000" in calls[0]
+
+    resumed = logs / "parity-seed0-from2000"
+    resumed.mkdir()
+    (resumed / "model_500.d3").write_bytes(b"")
+    (resumed / "loss.csv").write_text("1,100,0.3\n")
+    assert parity.d3rlpy_checkpoint(logs, 2500) == resumed / "model_500.d3"
+    assert parity.d3rlpy_checkpoint(logs, 2600) is None
+    losses = parity.read_losses(tmp_path)[("hopper-medium", "d3rlpy-dt")]
+    assert np.allclose(losses[2100], [0.1]) and np.allclose(losses[200], [0.2, 0.2])

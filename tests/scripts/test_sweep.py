@@ -76,6 +76,26 @@ def test_table_means_and_stds_over_seeds(tmp_path):
     }
 
 
+def test_table_has_mean_of_last_three_and_every_target(tmp_path):
+    """Besides the last (primary) score and the best: the mean of each run's last three evaluations, and the last
+    score at each of DT's targets, as the runs recorded them."""
+    for seed, (hi, lo) in enumerate([(80.0, 40.0), (60.0, 30.0)]):
+        _fake_run(tmp_path, "hopper-medium", "mingru", seed, [10.0, 20.0, 30.0, hi])
+        res_path = sweep.run_dir(tmp_path, "hopper-medium", "mingru", seed) / "results.json"
+        res = json.loads(res_path.read_text())
+        res["last_per_target"] = {"3600": hi, "1800": lo}
+        res_path.write_text(json.dumps(res))
+    md = sweep.write_table(tmp_path)
+    last3 = [np.mean([20.0, 30.0, 80.0]), np.mean([20.0, 30.0, 60.0])]  # no mean_last3 recorded: from the curve
+    assert "| mingru last | mingru best | mingru last 3 |" in md
+    assert f"| 70.0 ± 10.0 (n=2) | 70.0 ± 10.0 | {np.mean(last3):.1f} ± {np.std(last3):.1f} |" in md
+    assert "| hopper-medium | 3600 | 50.3 | 70.0 ± 10.0 (n=2) |" in md
+    assert "| hopper-medium | 1800 | 50.3 | 35.0 ± 5.0 (n=2) |" in md
+    assert md.index("| 3600 |") < md.index("| 1800 |")  # the higher (headline) target first
+    header = (tmp_path / "table.csv").read_text().splitlines()[0].split(",")
+    assert "last@3600" in header and "last@1800" in header and "last3" in header
+
+
 def test_table_has_data_scores_dataset_order_and_averages_over_common_datasets(tmp_path):
     _fake_run(tmp_path, "walker2d-medium", "mingru", 0, [10.0])
     _fake_run(tmp_path, "walker2d-medium", "transformer", 0, [30.0])
@@ -92,9 +112,10 @@ def test_table_has_data_scores_dataset_order_and_averages_over_common_datasets(t
     walker_data = 100 * (2297.0 - 1.629008) / (4592.3 - 1.629008)
     assert f"| hopper-medium | {hopper_data:.1f} |" in md
     # hopper-medium has no transformer run, so both averages leave it out for every backbone.
-    all3 = f"{np.mean([30.0, 40.0, 70.0]):.1f} | {np.mean([30.0, 40.0, 70.0]):.1f} | {np.mean([10.0, 20.0, 80.0]):.1f}"
+    t3 = f"{np.mean([30.0, 40.0, 70.0]):.1f}"  # a one-eval run's last, best and last-three mean are the same
+    all3 = f"{t3} | {t3} | {t3} | {np.mean([10.0, 20.0, 80.0]):.1f}"
     assert f"| **average** (3 datasets) | {np.mean([walker_data, hopper_data, hopper_data]):.1f} | {all3}" in md
-    paper = f"{np.mean([30.0, 40.0]):.1f} | {np.mean([30.0, 40.0]):.1f} | {np.mean([10.0, 20.0]):.1f}"
+    paper = f"{np.mean([30.0, 40.0]):.1f} | {np.mean([30.0, 40.0]):.1f} | {np.mean([30.0, 40.0]):.1f} | 15.0"
     assert "| **average, medium / medium-replay / medium-expert** (2 datasets) | " in md and paper in md
     assert (tmp_path / "scores.png").stat().st_size > 1000
 
