@@ -276,8 +276,9 @@ def run_matrix(args: argparse.Namespace) -> None:
 
 
 def read_runs(out: Path) -> list[dict]:
-    """One row per finished run: config, backbone, seed, last and best scores, wall time, its budget, and its eval
-    curve against step and (when its evaluations recorded update minutes) against minutes on its clock."""
+    """One row per finished run: config, backbone, seed, last, best and last-three-mean scores (and the last per
+    target), wall time, its budget, and its eval curve against step and (when its evaluations recorded update
+    minutes) against minutes on its clock."""
     rows = []
     for res_path in sorted(out.glob("*/*/seed*/results.json")):
         rd = res_path.parent
