@@ -78,12 +78,9 @@ def d3rlpy_command(file: Path, seed: int, args: argparse.Namespace, out: Path) -
 
 
 def steps_done_ours(run: Path) -> int:
-    """Updates a finished run of ours trained (its config's ``steps``); 0 if it has not finished."""
-    if not (run / "results.json").exists():
-        return 0
-    import yaml
-
-    return int(yaml.safe_load((run / "config.yaml").read_text())["steps"])
+    """Updates a finished run of ours trained (its results.json's ``steps``); 0 if it has not finished."""
+    res = run / "results.json"
+    return int(json.loads(res.read_text())["steps"]) if res.exists() else 0
 
 
 def steps_done_d3rlpy(res: Path) -> int:
@@ -92,11 +89,17 @@ def steps_done_d3rlpy(res: Path) -> int:
     return max((json.loads(row)["step"] for row in rows), default=0)
 
 
+def part_start(part: Path) -> int:
+    """The update a d3rlpy log directory's step numbers count from: N for a resumed part ``parity-seed{S}-from{N}``,
+    else 0."""
+    return int(part.name.split("-from")[1]) if "-from" in part.name else 0
+
+
 def d3rlpy_checkpoint(logs: Path, step: int) -> Path | None:
     """d3rlpy's checkpoint after ``step`` updates in a run's log directory: ``parity-seed{S}/model_{step}.d3``, or
     ``parity-seed{S}-from{N}/model_{step - N}.d3`` for a resumed part."""
     for part in sorted(logs.glob("parity-seed*")):
-        start = int(part.name.split("-from")[1]) if "-from" in part.name else 0
+        start = part_start(part)
         if (part / f"model_{step - start}.d3").exists():
             return part / f"model_{step - start}.d3"
     return None
@@ -181,9 +184,8 @@ def read_losses(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
         act_dim = {"halfcheetah": 6, "hopper": 3, "walker2d": 6}[env_key(name)]
         run: dict[int, float] = {}  # one value per step per run, a resumed part ("-from{N}") counting from N
         for csv in sorted(logs.glob("*/loss.csv")):
-            start = int(csv.parent.name.split("-from")[1]) if "-from" in csv.parent.name else 0
             rows = (line.split(",") for line in csv.read_text().split())
-            run.update({start + int(step): float(value) / act_dim for _, step, value in rows})
+            run.update({part_start(csv.parent) + int(step): float(value) / act_dim for _, step, value in rows})
         for step, value in run.items():
             losses.setdefault((name, "d3rlpy-dt"), {}).setdefault(step, []).append(value)
     return losses

@@ -113,8 +113,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     done_s = 0.0  # training seconds before --start-step, from the last line this run wrote
     if args.resume and out.exists():
-        done_s = max((row["wall_s"] for row in map(json.loads, out.read_text().split("\n")[:-1])
-                      if row["step"] <= args.start_step), default=0.0)  # fmt: skip
+        rows = map(json.loads, out.read_text().splitlines())
+        done_s = max((row["wall_s"] for row in rows if row["step"] <= args.start_step), default=0.0)
     start = time.perf_counter()
 
     def callback(algo, epoch: int, step: int) -> None:
