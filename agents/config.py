@@ -137,6 +137,11 @@ class TrainConfig:
         "also evaluate each time this many minutes of update time (on budget_clock) have passed; 0 = off. Agents of "
         "different speeds then get score-against-time curves sampled at the same times",
     )
+    eval_at_min: tuple[float, ...] = _field(
+        (),
+        "also evaluate when update time (on budget_clock) first passes each of these minutes, e.g. [0.25, 0.5]: early "
+        "points of a score-against-time curve, finer than eval_every_min's grid",
+    )
     eval_episodes: int = _field(10, "episodes per target per evaluation")
     eval_envs: int = _field(10, "parallel environments per evaluation")
     eval_vector: str = _field(
@@ -294,6 +299,8 @@ class TrainConfig:
         for key in nonneg + ("log_every", "histogram_every", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if any(not t > 0 for t in self.eval_at_min):
+            raise ValueError(f"eval_at_min must hold minutes > 0, got {list(self.eval_at_min)}")
         if self.video_every and self.eval_every and self.video_every % self.eval_every:
             raise ValueError(
                 f"video_every ({self.video_every}) must be a multiple of eval_every ({self.eval_every}): videos are "

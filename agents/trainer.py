@@ -338,7 +338,7 @@ def train(
     tokens = cfg.window_steps * cfg.tokens_per_step * cfg.batch_size * dist.world_size  # per update, all ranks
     bar = tqdm(total=cfg.steps, initial=state.step, disable=log is None or not cfg.progress, dynamic_ncols=True)
     meter, evaluation, out_of_time = LossMeter(), None, False
-    next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min)
+    next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min, cfg.eval_at_min)
     stop = Preemption(cfg.requeue_exit_code)  # SIGTERM/SIGUSR1 -> checkpoint at this step, exit (agents/preempt.py)
     model.train()
     with stop if threading.current_thread() is threading.main_thread() else contextlib.nullcontext(stop):
@@ -381,7 +381,7 @@ def train(
 
             eval_due = final or time_eval or (cfg.eval_every and step % cfg.eval_every == 0)
             if time_eval:
-                next_eval_min = next_time_eval(used_min, cfg.eval_every_min)
+                next_eval_min = next_time_eval(used_min, cfg.eval_every_min, cfg.eval_at_min)
             save_due = final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
             if not (eval_due or save_due):
                 continue
@@ -430,13 +430,17 @@ def train(
     return results
 
 
-def next_time_eval(used_min: float, every_min: float) -> float:
-    """The update time (minutes) of the next ``eval_every_min`` evaluation after ``used_min``; inf when off.
+def next_time_eval(used_min: float, every_min: float, at_min: tuple[float, ...] = ()) -> float:
+    """The update time (minutes) of the next time-triggered evaluation after ``used_min``: the next point of the
+    ``eval_every_min`` grid or of the ``eval_at_min`` list, whichever comes first; inf when there is none.
 
     >>> next_time_eval(0.0, 1.5), next_time_eval(1.5, 1.5), next_time_eval(3.2, 1.5), next_time_eval(2.0, 0.0)
     (1.5, 3.0, 4.5, inf)
+    >>> next_time_eval(0.0, 1.0, (0.25, 0.5)), next_time_eval(0.3, 1.0, (0.25, 0.5)), next_time_eval(0.6, 0.0, (0.5,))
+    (0.25, 0.5, inf)
     """
-    return (math.floor(used_min / every_min + 1e-9) + 1) * every_min if every_min > 0 else math.inf
+    grid = (math.floor(used_min / every_min + 1e-9) + 1) * every_min if every_min > 0 else math.inf
+    return min([grid] + [t for t in at_min if t > used_min + 1e-9])
 
 
 def save_and_exit(

@@ -107,7 +107,13 @@ def d3rlpy_checkpoint(logs: Path, step: int) -> Path | None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     jobs: list[tuple[list[str], Path]] = []
-    for file in files_in(args.out):
+    files = files_in(args.out)
+    if args.only:
+        files = [f for f in files if f.stem in args.only]
+        if not files:
+            raise SystemExit(f"--only {' '.join(args.only)}: no such file in {args.out / 'data'}; "
+                             f"there are {', '.join(f.stem for f in files_in(args.out))}")  # fmt: skip
+    for file in files:
         for seed in args.seeds:
             for agent in args.agents:
                 run = args.out / "ours" / f"{file.stem}-{agent}-seed{seed}"
@@ -253,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="dt and/or backbones: mingru, minlstm (none: the d3rlpy side only)")  # fmt: skip
     r.add_argument("--d3rlpy-python", default="", help="python of a venv with d3rlpy 2.8 (omit: our side only)")
     r.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one thread)")
+    r.add_argument("--only", nargs="+", default=[], help="only these files of OUT/data, by stem (halfcheetah-medium)")
     t = sub.add_parser("table", help="tabulate and plot score against updates")
     for q in (e, r, t):
         q.add_argument("--out", type=Path, default=Path("runs/parity"))

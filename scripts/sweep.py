@@ -366,8 +366,12 @@ def data_scores(rows: list[dict]) -> dict[str, float]:
     return {r["config"]: r["data"] for r in rows if r.get("data") is not None}
 
 
-def compare_to(rows: list[dict], base: str, n_boot: int = 2000, seed: int = 0) -> list[str]:
-    """Markdown lines: each backbone's last score minus `base`'s, averaged over the datasets both have runs on.
+def compare_to(
+    rows: list[dict], base: str, data: dict[str, float] | None = None, n_boot: int = 2000, seed: int = 0
+) -> list[str]:
+    """Markdown lines: each backbone's last score minus `base`'s, averaged over the datasets both have runs on; with
+    ``data`` (config -> the behaviour data's score), also on how many of its datasets each agent's mean last score
+    is at or above the data's.
 
     The 95 % interval is a stratified bootstrap (as rliable does): within each dataset, each backbone's seeds are
     resampled with replacement, the per-dataset means recomputed, and the difference averaged over datasets again.
@@ -378,9 +382,16 @@ def compare_to(rows: list[dict], base: str, n_boot: int = 2000, seed: int = 0) -
     by = {}
     for r in rows:
         by.setdefault((r["config"], r["backbone"]), []).append(r["last"])
+
+    def at_data(b: str) -> str:
+        scored = [c for c, bb in by if bb == b and c in (data or {})]
+        return f"{sum(np.mean(by[(c, b)]) >= data[c] for c in scored)} of {len(scored)}" if scored else "–"
+
     out = []
     for b in backbones_in(rows):
         if b == base:
+            if data:
+                out.append(f"| {b} | – | – | – | {at_data(b)} |")
             continue
         common = sorted({c for c, bb in by if bb == b and (c, base) in by}, key=config_order)
         if not common:
@@ -395,14 +406,16 @@ def compare_to(rows: list[dict], base: str, n_boot: int = 2000, seed: int = 0) -
                 boot += rng.choice(x, (n_boot, len(x))).mean(1) - rng.choice(y, (n_boot, len(y))).mean(1)
             lo, hi = np.percentile(boot / len(common), [2.5, 97.5])
             ci = f"[{lo:+.1f}, {hi:+.1f}]"
-        out.append(f"| {b} | {np.mean(diffs):+.1f} | {ci} | {ahead} of {len(common)} |")
-    if not out:
+        out.append(
+            f"| {b} | {np.mean(diffs):+.1f} | {ci} | {ahead} of {len(common)} |" + (f" {at_data(b)} |" if data else "")
+        )
+    if not any(line.split(" | ")[1] != "–" for line in out):
         return []
-    head = [
-        f"| backbone | last score − {base}, mean over datasets | 95 % bootstrap interval | datasets ahead |",
-        "|---|---|---|---|",
-    ]
-    return head + out
+    head = f"| backbone | last score − {base}, mean over datasets | 95 % bootstrap interval | datasets ahead |"
+    return [
+        head + (" datasets at or above the data |" if data else ""),
+        "|---|---|---|---|" + ("---|" if data else ""),
+    ] + out
 
 
 def backbones_in(rows: list[dict]) -> list[str]:
@@ -590,13 +603,23 @@ def write_table(out: Path) -> str:
     if paper9 and len(paper9) < len(configs):
         groups.append(("average, medium / medium-replay / medium-expert", paper9))
     for name, group in groups:
-        # Averages only over datasets every backbone has, so the backbones are compared on the same sets.
-        common = [c for c in group if all((c, b) in means for b in backbones)]
-        if not common:
-            continue
-        d = f"{np.mean([data[c] for c in common]):.1f}" if all(c in data for c in common) else "–"
-        cells = [f"{np.mean([means[(c, b)][i] for c in common]):.1f}" for b in backbones for i in (0, 1, 2)]
-        lines.append(f"| **{name}** ({len(common)} datasets) | {d} | " + " | ".join(cells) + " |")
+        # Averages only over datasets every backbone has, so the backbones are compared on the same sets. When an
+        # agent (an ablation column) has runs on only some datasets, a second row averages the agents that have
+        # every dataset of the group over all of it, with "–" for the others.
+        complete = [b for b in backbones if all((c, b) in means for c in group)]
+        subsets = [(name, [c for c in group if all((c, b) in means for b in backbones)], backbones)]
+        if complete and len(complete) < len(backbones):
+            subsets.append((f"{name}, agents with every dataset", group, complete))
+        for label, common, agents in subsets:
+            if not common:
+                continue
+            d = f"{np.mean([data[c] for c in common]):.1f}" if all(c in data for c in common) else "–"
+            cells = [
+                f"{np.mean([means[(c, b)][i] for c in common]):.1f}" if b in agents else "–"
+                for b in backbones
+                for i in (0, 1, 2)
+            ]
+            lines.append(f"| **{label}** ({len(common)} datasets) | {d} | " + " | ".join(cells) + " |")
     steps = sorted({r["steps"] for r in rows})
     batches = sorted({str(r["batch_size"]) for r in rows if r.get("batch_size")}) or ["unrecorded"]
     machines = sorted({r.get("machine", "unrecorded") for r in rows})
@@ -605,7 +628,7 @@ def write_table(out: Path) -> str:
         w = [r["wall_time_s"] / 60 for r in rows if r["backbone"] == b]
         wall[b] = f"{np.median(w):.1f} min ({min(w):.1f}–{max(w):.1f})"
     budgets = sorted({r["budget"] for r in rows})
-    comparison = compare_to(rows, "dt" if any(r["backbone"] == "dt" for r in rows) else "transformer")
+    comparison = compare_to(rows, "dt" if any(r["backbone"] == "dt" for r in rows) else "transformer", data)
     if comparison and len(budgets) > 1:
         comparison.append(f"\nNot at equal budget: the runs had different budgets: {'; '.join(budgets)}.")
     lines += (

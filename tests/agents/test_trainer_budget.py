@@ -112,6 +112,25 @@ def test_cpu_clock_budget_evaluates_every_few_minutes_and_cosine_ends_with_the_b
     assert lr == pytest.approx(cfg.lr * 0.1, rel=0.05)
 
 
+def test_eval_at_min_adds_early_evaluations_before_the_grid(
+    tiny_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    # grid every 0.02 CPU min, extra points at 0.008 and 0.012 (the first update alone may take ~0.003): the first
+    # two evaluations come from the list
+    cfg = tiny_config(
+        steps=100_000, time_budget_min=0.03, budget_clock="cpu", eval_every=0, eval_every_min=0.02,
+        eval_at_min=(0.008, 0.012), eval_episodes=1, final_eval_episodes=1,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    res = train(cfg, run)
+    cpu = [json.loads(line)["cpu_min"] for line in (run / "evals.jsonl").read_text().splitlines()]
+    assert len(cpu) == 4 and cpu == sorted(cpu)  # 0.008, 0.012, 0.02, the final one
+    assert 0.008 <= cpu[0] < 0.012 <= cpu[1] < 0.02 <= cpu[2]
+    assert cpu[-1] == pytest.approx(res["cpu_min"], abs=1e-3)
+    with pytest.raises(ValueError, match=r"eval_at_min must hold minutes > 0, got \[0.5, 0.0\]"):
+        tiny_config(eval_at_min=(0.5, 0.0))
+
+
 def test_lr_factor_follows_whichever_of_steps_and_budget_is_further() -> None:
     cfg = TrainConfig(steps=1000, warmup_steps=100, lr_schedule="cosine", min_lr_ratio=0.0)
     # written out: f(p) = 0.5 (1 + cos(pi p)), p = max((step + 1 - warmup) / (steps - warmup), budget)

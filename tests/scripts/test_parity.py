@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("parity", ROOT / "scripts" / "parity.py")
@@ -82,6 +83,13 @@ def test_d3rlpy_side_continues_from_its_checkpoint(tmp_path):
     assert len(calls) == 1  # seed 1 has no checkpoint to continue from and is left as it is, with a message
     assert f"--resume {logs / 'parity-seed0' / 'model_2000.d3'} --start-step 2000" in calls[0]
     assert "--steps 3000" in calls[0]
+    (data / "halfcheetah-medium.hdf5").write_bytes(b"")  # --only leaves the other file's runs alone
+    parity.main(["run", "--out", str(tmp_path), "--seeds", "0", "--steps", "3000", "--agents", "--only",
+                 "halfcheetah-medium", "--d3rlpy-python", str(fake), "--jobs", "1"])  # fmt: skip
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 2 and "halfcheetah-medium.hdf5" in calls[1] and "--resume" not in calls[1]
+    with pytest.raises(SystemExit, match="no such file.*there are halfcheetah-medium, hopper-medium"):
+        parity.main(["run", "--out", str(tmp_path), "--only", "walker2d-medium"])
 
     resumed = logs / "parity-seed0-from2000"
     resumed.mkdir()

@@ -117,6 +117,11 @@ def test_table_has_data_scores_dataset_order_and_averages_over_common_datasets(t
     assert f"| **average** (3 datasets) | {np.mean([walker_data, hopper_data, hopper_data]):.1f} | {all3}" in md
     paper = f"{np.mean([30.0, 40.0]):.1f} | {np.mean([30.0, 40.0]):.1f} | {np.mean([30.0, 40.0]):.1f} | 15.0"
     assert "| **average, medium / medium-replay / medium-expert** (2 datasets) | " in md and paper in md
+    # mingru has every dataset, the transformer (an ablation column here) not: a second row averages mingru over all
+    # four datasets and leaves the transformer's cells empty.
+    every = f"{np.mean([10.0, 20.0, 60.0, 80.0]):.1f}"
+    data4 = np.mean([walker_data, hopper_data, hopper_data, hopper_data])
+    assert f"| **average, agents with every dataset** (4 datasets) | {data4:.1f} | – | – | – | {every} |" in md
     assert (tmp_path / "scores.png").stat().st_size > 1000
 
 
@@ -137,6 +142,13 @@ def test_comparison_averages_differences_over_shared_datasets_with_a_bootstrap_i
     assert 0.0 <= lo < 2.5 < hi <= 5.0
     rows.append({"config": "walker2d-medium", "backbone": "minlstm", "last": 60.0})  # one seed: no interval
     assert sweep.compare_to(rows, "transformer")[3] == "| minlstm | +10.0 | – | 1 of 1 |"
+    # With the data's scores: on how many datasets each agent's mean last score is at or above the data's.
+    data = {"hopper-medium": 25.0, "walker2d-medium": 45.0, "hopper-expert": 100.0}
+    lines = sweep.compare_to(rows, "transformer", data)
+    assert lines[0].endswith("| datasets at or above the data |") and lines[1] == "|---|---|---|---|---|"
+    assert lines[2] == "| transformer | – | – | – | 1 of 2 |"  # 15 < 25, 50 >= 45
+    assert lines[3].startswith("| mingru | +2.5 |") and lines[3].endswith("| 1 of 2 | 1 of 3 |")  # 30 >= 25 only
+    assert lines[4] == "| minlstm | +10.0 | – | 1 of 1 | 1 of 1 |"
 
 
 def test_command_resumes_and_applies_recurrent_overrides(tmp_path):
