@@ -107,12 +107,12 @@ def d3rlpy_checkpoint(logs: Path, step: int) -> Path | None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     jobs: list[tuple[list[str], Path]] = []
-    files = files_in(args.out)
+    files = found = files_in(args.out)
     if args.only:
-        files = [f for f in files if f.stem in args.only]
+        files = [f for f in found if f.stem in args.only]
         if not files:
             raise SystemExit(f"--only {' '.join(args.only)}: no such file in {args.out / 'data'}; "
-                             f"there are {', '.join(f.stem for f in files_in(args.out))}")  # fmt: skip
+                             f"there are {', '.join(f.stem for f in found)}")  # fmt: skip
     for file in files:
         for seed in args.seeds:
             for agent in args.agents:

@@ -387,7 +387,7 @@ def compare_to(
         scored = [c for c, bb in by if bb == b and c in (data or {})]
         return f"{sum(np.mean(by[(c, b)]) >= data[c] for c in scored)} of {len(scored)}" if scored else "–"
 
-    out = []
+    out, compared = [], 0
     for b in backbones_in(rows):
         if b == base:
             if data:
@@ -409,7 +409,8 @@ def compare_to(
         out.append(
             f"| {b} | {np.mean(diffs):+.1f} | {ci} | {ahead} of {len(common)} |" + (f" {at_data(b)} |" if data else "")
         )
-    if not any(line.split(" | ")[1] != "–" for line in out):
+        compared += 1
+    if not compared:
         return []
     head = f"| backbone | last score − {base}, mean over datasets | 95 % bootstrap interval | datasets ahead |"
     return [
@@ -643,7 +644,8 @@ def write_table(out: Path) -> str:
             + f". Machine: {'; '.join(machines)}. Scores: D4RL-normalised, "
             "mean ± std over seeds of each run's last evaluation (the primary score), its best, and the mean of its "
             "last three; data: the behaviour data's mean episode return, normalised. Averages cover the datasets "
-            "that every backbone has runs on.",
+            'that every backbone has runs on; an "agents with every dataset" row covers all of them, for the agents '
+            "that have runs on each.",
         ]
     )
     lines += per_target_md(rows, configs, backbones, data)
