@@ -34,6 +34,7 @@ __all__ = [
     "ACTING_MODES",
     "BACKBONE_NAMES",
     "CUDA_GRAPH_MODES",
+    "LOSS_REDUCTIONS",
     "LR_SCHEDULES",
     "BUDGET_CLOCKS",
     "ACTIVATION_NAMES",
@@ -62,6 +63,7 @@ EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
 #: imports agents.decision, which imports this module).
 CUDA_GRAPH_MODES: tuple[str, ...] = ("auto", "on", "off")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+LOSS_REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 BUDGET_CLOCKS: tuple[str, ...] = ("wall", "cpu")
 ACTIVATION_NAMES: tuple[str, ...] = ("auto", *ACTIVATIONS)
 BACKBONE_INITS: tuple[str, ...] = ("auto", "default", "gpt2")
@@ -121,6 +123,12 @@ class TrainConfig:
     )
     min_lr_ratio: float = _field(0.1, "lr_schedule=cosine: the final learning rate as a fraction of lr")
     grad_clip: float = _field(0.25, "max global grad norm; 0 disables clipping (DT: 0.25)")
+    loss_reduction: str = _field(
+        "mean",
+        "the squared action error over action dimensions: 'mean' (DT's code, kzl/decision-transformer) or 'sum' "
+        "(d3rlpy's DecisionTransformer); either way averaged over the real steps. The sum is act_dim x the mean, so "
+        "under grad_clip it meets the clip act_dim x sooner",
+    )
     train_mode: str = _field("window", "window (random windows, DT), episode_start, segments or burn_in")
     segment_len: int = _field(1000, "train_mode=segments: steps per segment (right-padded episodes)")
     burn_in: int = _field(20, "train_mode=burn_in: steps run without gradient before each window")
@@ -276,6 +284,7 @@ class TrainConfig:
         _check_choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
         _check_choice("cuda_graphs", self.cuda_graphs, CUDA_GRAPH_MODES)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_choice("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS)
         _check_choice("backbone_init", self.backbone_init, BACKBONE_INITS)
         _check_choice("activation", self.activation, ACTIVATION_NAMES)
         _check_choice("budget_clock", self.budget_clock, BUDGET_CLOCKS)

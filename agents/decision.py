@@ -231,8 +231,10 @@ class DecisionModel(nn.Module):
         return self.predict_action(y[:, -1]), state
 
 
-def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the real steps: pred, target (B, T, act), mask (B, T) bool."""
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
+    """Squared error averaged over the real steps: pred, target (B, T, act), mask (B, T) bool. Over the action
+    dimensions it is averaged (``reduction="mean"``, DT's code) or summed (``"sum"``, d3rlpy's)."""
     m = mask.unsqueeze(-1)  # (B, T, 1)
     sq = torch.where(m, (pred - target) ** 2, torch.zeros((), dtype=pred.dtype, device=pred.device))
-    return sq.sum() / (m.sum() * pred.shape[-1]).clamp_min(1)
+    per_dim = 1 if reduction == "sum" else pred.shape[-1]
+    return sq.sum() / (m.sum() * per_dim).clamp_min(1)

@@ -116,11 +116,12 @@ def to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, 
 
 
 def compute_loss(model: torch.nn.Module, b: dict[str, Tensor], cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
-    """(masked MSE, predicted actions (B, K, act), mask (B, K)) for one batch."""
+    """(masked squared error reduced as ``cfg.loss_reduction``, predicted actions (B, K, act), mask (B, K)) for one
+    batch."""
     keys = ("states", "actions", "rtg", "timesteps", "mask")
     if cfg.train_mode != "burn_in":
         pred, _ = model(*(b[k] for k in keys))
-        return masked_mse(pred, b["actions"], b["mask"]), pred, b["mask"]
+        return masked_mse(pred, b["actions"], b["mask"], cfg.loss_reduction), pred, b["mask"]
     n = cfg.burn_in
     pre = {k: b[k][:, :n] for k in keys}
     win = {k: b[k][:, n:] for k in keys}
@@ -128,7 +129,7 @@ def compute_loss(model: torch.nn.Module, b: dict[str, Tensor], cfg: TrainConfig)
         _, state = model(*(pre[k] for k in keys))
     prev_action = pre["actions"][:, -1]  # a_{t-1} of the window's first step (zero if it is padding)
     pred, _ = model(*(win[k] for k in keys), state=state, prev_action=prev_action)
-    return masked_mse(pred, win["actions"], win["mask"]), pred, win["mask"]
+    return masked_mse(pred, win["actions"], win["mask"], cfg.loss_reduction), pred, win["mask"]
 
 
 @dataclass(frozen=True)

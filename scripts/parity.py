@@ -14,7 +14,8 @@ its last checkpoint, so ``--steps 5000`` extends a 2,000-update table)::
 Our side is ``python run_rl.py train --config dt --dataset d4rl:FILE`` (DT's recipe: interleaved tokens, causal
 attention, window acting, lr 1e-4 with a 10k-step warm-up, batch 64, K=20), evaluated on the same targets, episode
 count and reset seeds as the d3rlpy side. Extra agents (e.g. ``--agents dt mingru``) train with the same settings
-and only the backbone changed.
+and only the backbone changed. A variant changes a setting and gets its own row: ``--variant sum --set
+loss_reduction=sum`` trains ``dt_sum`` (d3rlpy's loss reduction on DT's recipe) next to ``dt``.
 """
 
 from __future__ import annotations
@@ -57,13 +58,14 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def our_command(file: Path, agent: str, seed: int, args: argparse.Namespace, out: Path) -> list[str]:
     target = TARGETS[env_key(file.name)]
+    overrides = [a for kv in args.set for a in ("--set", kv)]  # after ours: a variant's setting wins
     return [
         sys.executable, str(ROOT / "run_rl.py"), "train", "--config", "dt", "--dataset", f"d4rl:{file}",
         "--backbone", "transformer" if agent == "dt" else agent, "--seed", str(seed), "--steps", str(args.steps),
         "--eval-every", str(args.eval_every), "--eval-episodes", str(args.episodes), "--threads", "1",
         "--set", f"final_eval_episodes={args.episodes}",
         "--set", f"target_returns=[{target:g}]", "--set", "checkpoint_every=0", "--set", "histogram_every=0",
-        "--set", "eval_vector=sync", "--set", "progress=false", "--out", str(out),
+        "--set", "eval_vector=sync", "--set", "progress=false", *overrides, "--out", str(out),
     ]  # fmt: skip
 
 
@@ -106,6 +108,11 @@ def d3rlpy_checkpoint(logs: Path, step: int) -> Path | None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    if args.set and not args.variant:
+        raise SystemExit("--set needs --variant NAME: runs with other settings must not land in the plain runs' "
+                         "directories (they would be extended as if they were the same runs)")  # fmt: skip
+    if "-" in args.variant:
+        raise SystemExit(f"--variant {args.variant!r}: use letters, digits and _ (the table splits run names at -)")
     jobs: list[tuple[list[str], Path]] = []
     files = found = files_in(args.out)
     if args.only:
@@ -116,7 +123,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     for file in files:
         for seed in args.seeds:
             for agent in args.agents:
-                run = args.out / "ours" / f"{file.stem}-{agent}-seed{seed}"
+                label = f"{agent}_{args.variant}" if args.variant else agent
+                run = args.out / "ours" / f"{file.stem}-{label}-seed{seed}"
                 done = steps_done_ours(run)
                 if not done:
                     jobs.append((our_command(file, agent, seed, args, run) + ["--overwrite"], run))
@@ -260,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--d3rlpy-python", default="", help="python of a venv with d3rlpy 2.8 (omit: our side only)")
     r.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one thread)")
     r.add_argument("--only", nargs="+", default=[], help="only these files of OUT/data, by stem (halfcheetah-medium)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for our side's runs (repeatable; needs --variant)")  # fmt: skip
+    r.add_argument("--variant", default="", help="with --set: the runs are the table's row AGENT_VARIANT")
     t = sub.add_parser("table", help="tabulate and plot score against updates")
     for q in (e, r, t):
         q.add_argument("--out", type=Path, default=Path("runs/parity"))

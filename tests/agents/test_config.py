@@ -81,6 +81,7 @@ def test_unknown_key_suggests_and_lists() -> None:
         ("cuda_graphs=maybe", r"cuda_graphs='maybe' is not valid; use one of \['auto', 'on', 'off'\]"),
         ("backbone_init=xavier", r"backbone_init='xavier' is not valid; use one of \['auto', 'default', 'gpt2'\]"),
         ("lr_schedule=linear", r"lr_schedule='linear' is not valid; use one of \['constant', 'cosine'\]"),
+        ("loss_reduction=avg", r"loss_reduction='avg' is not valid; use one of \['mean', 'sum'\]"),
         ("min_lr_ratio=1.5", r"min_lr_ratio must be in \[0, 1\], got 1.5"),
         ("target_returns=abc", r"expects a list of numbers"),
         ("key_without_value", r"must look like key=value"),

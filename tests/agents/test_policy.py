@@ -121,6 +121,17 @@ def test_masked_mse_ignores_padding() -> None:
     assert masked_mse(pred, target, mask).item() == pytest.approx((1 + 4) / 2)
 
 
+def test_masked_mse_sum_over_action_dims() -> None:
+    """reduction='sum' is d3rlpy's: squared error summed over action dims, averaged over the real steps."""
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(3, 4, 2, generator=g), torch.randn(3, 4, 2, generator=g)
+    mask = torch.tensor([[True, True, False, False], [True, True, True, True], [False, True, True, True]])
+    steps = [(b, t) for b in range(3) for t in range(4) if mask[b, t]]
+    per_step = [sum((pred[b, t, d].item() - target[b, t, d].item()) ** 2 for d in range(2)) for b, t in steps]
+    assert masked_mse(pred, target, mask, "sum").item() == pytest.approx(sum(per_step) / len(steps))
+    assert masked_mse(pred, target, mask, "mean").item() == pytest.approx(sum(per_step) / len(steps) / 2)
+
+
 def test_bad_shapes_and_modes() -> None:
     model = tiny_model("gru", "stacked")
     with pytest.raises(ValueError, match=r"expected states \(B, T, 4\)"):

@@ -21,7 +21,7 @@ def test_export_then_our_side_trains_dt_on_the_file(minari_datasets, tmp_path):
     parity.main(["export", "--datasets", minari_datasets.ours_id, "--out", str(out)])
     (file,) = parity.files_in(out)
     assert file.name == "hopper-tiny.hdf5"
-    args = parity.argparse.Namespace(steps=4, eval_every=2, episodes=1)
+    args = parity.argparse.Namespace(steps=4, eval_every=2, episodes=1, set=[])
     run = out / "ours" / "hopper-tiny-dt-seed0"
     cmd = parity.our_command(file, "dt", 0, args, run) + ["--set", "eval_max_steps=5", "--set", "warmup_steps=2"]
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
@@ -37,6 +37,16 @@ def test_export_then_our_side_trains_dt_on_the_file(minari_datasets, tmp_path):
     steps = [json.loads(line)["step"] for line in (run / "evals.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]
     assert parity.steps_done_ours(run) == 6
+    # a variant: its own runs and row, its setting in the run's config, the plain runs untouched
+    parity.main(["run", "--out", str(out), "--seeds", "0", "--steps", "2", "--eval-every", "2", "--episodes", "1",
+                 "--jobs", "1", "--variant", "sum", "--set", "loss_reduction=sum", "--set", "eval_max_steps=5",
+                 "--set", "warmup_steps=2"])  # fmt: skip
+    assert "loss_reduction: sum" in (out / "ours" / "hopper-tiny-dt_sum-seed0" / "config.yaml").read_text()
+    assert "loss_reduction: mean" in config
+    curves = parity.read_curves(out)
+    assert sorted(curves[("hopper-tiny", "dt_sum")]) == [2] and sorted(curves[("hopper-tiny", "dt")]) == [2, 4, 6]
+    with pytest.raises(SystemExit, match="--set needs --variant"):
+        parity.main(["run", "--out", str(out), "--set", "loss_reduction=sum"])
 
 
 def _fake_sides(out: Path) -> None:
