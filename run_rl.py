@@ -232,7 +232,9 @@ def build_eval_parser(sub: Any) -> Parser:
     p.add_argument("--envs", type=int, help="parallel environments (default: the run's eval_envs)")
     p.add_argument("--seed", type=int, help="episode k uses reset seed SEED + k (default: the run's eval_seed)")
     p.add_argument("--acting-mode", choices=("window", "recurrent"), help="default: the run's acting_mode")
-    p.add_argument("--targets", type=float, nargs="+", help="target returns (default: the run's)")
+    p.add_argument("--targets", type=_target_arg, nargs="+",
+                   help="target returns: numbers and/or data_max, the best episode return of the run's training "
+                   "data (default: the run's)")  # fmt: skip
     p.add_argument("--max-steps", type=int, help="episode cap (default: the run's eval_max_steps)")
     p.add_argument("--out", help="where to write results.json (default: RUN/evals/<time>-<mode>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and --save-dataset)")
@@ -289,7 +291,7 @@ def _check_dataset_name(name: str, env_id: str, overwrite: bool) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from agents.checkpoint import atomic_write_text
-    from agents.config import apply_overrides
+    from agents.config import apply_overrides, resolve_targets
     from agents.evaluation import evaluate_model
     from agents.policy import DecisionPolicy
     from agents.rundir import prepare_run_dir, results_dict
@@ -304,14 +306,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, cfg, meta = load_model(args.checkpoint, args.which)
     changes = {"acting_mode": args.acting_mode, "eval_max_steps": args.max_steps}
     cfg = apply_overrides(cfg, {k: v for k, v in changes.items() if v is not None}).validate()
-    targets = tuple(args.targets) if args.targets else tuple(meta["targets"])
     info = StoreInfo.from_dict(meta["store"])
+    run_dir = _run_dir_of(Path(args.checkpoint))
+    targets = tuple(meta["targets"])
+    if args.targets:
+        targets = resolve_targets(args.targets, info.env_id, info.return_max or _data_max_of(run_dir))
     episodes = args.episodes or cfg.final_eval_episodes
     seed = cfg.eval_seed if args.seed is None else args.seed
     if args.save_dataset:
         _check_dataset_name(args.save_dataset, info.env_id, args.overwrite)
     folder = Path(meta["checkpoint_path"])
-    run_dir = _run_dir_of(Path(args.checkpoint))
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.resolved_acting_mode()}"
     out = Path(args.out) if args.out else run_dir / "evals" / stamp
     out = prepare_run_dir(out, resume=False, overwrite=args.overwrite)
@@ -347,6 +351,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         spec = f"minari:{args.save_dataset}"
         print(f"dataset: {spec} ({episodes} episodes); train on it with --dataset {spec}")
     return 0
+
+
+def _target_arg(text: str) -> float | str:
+    """One ``--targets`` value: a number, or data_max."""
+    from agents.config import DATA_MAX
+
+    if text == DATA_MAX:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a target is a number or {DATA_MAX}, got {text!r}") from None
+
+
+def _data_max_of(run_dir: Path) -> float | None:
+    """The best episode return of a run's training data from its dataset.json (runs whose checkpoints predate
+    StoreInfo.return_max), or None."""
+    path = run_dir / "dataset.json"
+    return json.loads(path.read_text()).get("return_max") if path.is_file() else None
 
 
 def _run_dir_of(path: Path) -> Path:

@@ -21,6 +21,7 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "ACTING_MODES",
     "BACKBONE_NAMES",
     "CUDA_GRAPH_MODES",
+    "DATA_MAX",
     "LOSS_REDUCTIONS",
     "LR_SCHEDULES",
     "BUDGET_CLOCKS",
@@ -51,6 +53,7 @@ __all__ = [
     "load_config",
     "load_yaml",
     "resolve_config_path",
+    "resolve_targets",
 ]
 
 BACKBONE_NAMES: tuple[str, ...] = BACKBONES  # minrnn.blocks builds them
@@ -67,6 +70,9 @@ LOSS_REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 BUDGET_CLOCKS: tuple[str, ...] = ("wall", "cpu")
 ACTIVATION_NAMES: tuple[str, ...] = ("auto", *ACTIVATIONS)
 BACKBONE_INITS: tuple[str, ...] = ("auto", "default", "gpt2")
+#: A target return a config may give instead of a number: the best episode return in the training data, known
+#: before any rollout (DT's targets assume D4RL's return scale; data made elsewhere may not be on it).
+DATA_MAX = "data_max"
 #: DT's evaluation targets (returns-to-go at t=0) per D4RL env (kzl/decision-transformer gym/experiment.py,
 #: ``env_targets``).
 DEFAULT_TARGETS: dict[str, tuple[float, ...]] = {
@@ -138,7 +144,11 @@ class TrainConfig:
         '"window" (rerun last K steps, DT), "recurrent" (carry state, O(1)/step) or "auto": recurrent for '
         "recurrent backbones, window for the transformer (docs/RESULTS.md §3: same score, ~9x cheaper)",
     )
-    target_returns: tuple[float, ...] = _field((), "evaluation returns-to-go at t=0; [] = DT's for the env")
+    target_returns: tuple[float | str, ...] = _field(
+        (),
+        "evaluation returns-to-go at t=0: numbers and/or 'data_max' (the best episode return in the training data); "
+        "[] = DT's for the env",
+    )
     eval_every: int = _field(10_000, "steps between evaluations; 0 = only at the end")
     eval_every_min: float = _field(
         0.0,
@@ -405,8 +415,9 @@ def coerce(key: str, value: Any) -> Any:
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise bad
+        names = (DATA_MAX,) if str in typing.get_args(typing.get_args(want)[0]) else ()
         try:
-            return tuple(coerce_float(float(v) if isinstance(v, str) else v) for v in value)
+            return tuple(v if v in names else coerce_float(float(v) if isinstance(v, str) else v) for v in value)
         except ValueError:
             raise bad from None
     raise TypeError(f"internal: no coercion for field {key!r} of type {want}")  # pragma: no cover
@@ -420,6 +431,8 @@ def coerce_float(v: Any) -> float:
 
 def _type_name(t: Any) -> str:
     if typing.get_origin(t) is tuple:
+        if str in typing.get_args(typing.get_args(t)[0]):
+            return f"a list of numbers or {DATA_MAX!r}, e.g. [3600, 1800] or [{DATA_MAX}]"
         return "a list of numbers, e.g. [3600, 1800]"
     if isinstance(t, types.GenericAlias):  # pragma: no cover
         return str(t)
@@ -510,6 +523,24 @@ def default_targets(env_id: str) -> tuple[float, ...]:
     key = d4rl_env_key(env_id)
     if key not in DEFAULT_TARGETS:
         raise ValueError(
-            f"no default target returns for env {env_id!r}: set them, e.g. --set target_returns=[3600,1800]"
+            f"no default target returns for env {env_id!r}: set them, e.g. --set target_returns=[3600,1800] or "
+            f"--set target_returns=[{DATA_MAX}] (the best episode return in the data)"
         )
     return DEFAULT_TARGETS[key]
+
+
+def resolve_targets(spec: Sequence[float | str], env_id: str, data_max: float | None) -> tuple[float, ...]:
+    """The evaluation targets as numbers: ``spec``'s numbers as given and ``"data_max"`` replaced by ``data_max``,
+    the best episode return of the training data; an empty ``spec`` means DT's targets for ``env_id``.
+
+    >>> resolve_targets([3600, "data_max"], "Hopper-v5", 3483.8)
+    (3600.0, 3483.8)
+    >>> resolve_targets([], "Walker2d-v5", None)
+    (5000.0, 2500.0)
+    """
+    if not spec:
+        return default_targets(env_id)
+    if DATA_MAX in spec and data_max is None:
+        raise ValueError(f"target {DATA_MAX!r} needs the training data's best episode return, which is not recorded "
+                         "here (a checkpoint from before it was); give the target as a number")  # fmt: skip
+    return tuple(float(data_max) if t == DATA_MAX else float(t) for t in spec)  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from agents import tensorboard_views as tbv
 from agents.checkpoint import load_checkpoint
-from agents.config import TrainConfig, config_from_dict, default_targets
+from agents.config import TrainConfig, config_from_dict, resolve_targets
 from agents.decision import DecisionModel, masked_mse
 from agents.distributed import DistInfo, resolve_device
 from agents.evaluation import evaluate_model, score_of
@@ -276,7 +276,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
         if dist.is_main:
             run_dir = prepare_run_dir(run_dir, resume, overwrite)
             warn_if_stale(cfg.dataset)
-        targets = cfg.target_returns or default_targets(store.env_id)
+        targets = resolve_targets(cfg.target_returns, store.env_id, store.info().return_max)
         model = build_model(cfg, store.obs_dim, store.act_dim, store.state_mean, store.state_std).to(device)
         ckpt = load_checkpoint(run_dir) if resume else None
         if ckpt is not None:

@@ -44,13 +44,15 @@ class StoreInfo:
     score_reference: str  # "d4rl", "minari" or "none"; see envs.scores
     ref_min: float | None = None  # reference returns of the 0-100 scale (None: looked up or absent)
     ref_max: float | None = None
+    return_max: float | None = None  # the best episode return in the data (None: a checkpoint from before it)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StoreInfo:
-        return cls(data["env_id"], data["score_reference"], data.get("ref_min"), data.get("ref_max"))
+        return cls(data["env_id"], data["score_reference"], data.get("ref_min"), data.get("ref_max"),
+                   data.get("return_max"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -215,8 +217,9 @@ class TrajectoryStore:
         return self._truncated
 
     def info(self) -> StoreInfo:
-        """The env and score reference, for evaluation."""
-        return StoreInfo(self.env_id, self.score_reference, self.ref_min, self.ref_max)
+        """The env, the score reference and the best episode return, for evaluation."""
+        return StoreInfo(self.env_id, self.score_reference, self.ref_min, self.ref_max,
+                         float(self.episode_returns.max()))  # fmt: skip
 
     def normalize_score(self, returns: Sequence[float] | np.ndarray) -> np.ndarray:
         """Scores on the 0-100 scale with this store's reference (NaN if it is "none")."""

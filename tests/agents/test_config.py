@@ -42,6 +42,7 @@ def test_overrides_are_typed() -> None:
     cfg = load_config(None, ["lr=3e-4", "context_len=40", "bf16=true", "target_returns=[3600, 1800]", "seed=7"])
     assert (cfg.lr, cfg.context_len, cfg.bf16, cfg.target_returns, cfg.seed) == (3e-4, 40, True, (3600.0, 1800.0), 7)
     assert load_config(None, {"target_returns": 5000}).target_returns == (5000.0,)
+    assert load_config(None, ["target_returns=[data_max, 3600]"]).target_returns == ("data_max", 3600.0)
 
 
 def test_yaml_base_chain(tmp_path: Path) -> None:
@@ -84,6 +85,7 @@ def test_unknown_key_suggests_and_lists() -> None:
         ("loss_reduction=avg", r"loss_reduction='avg' is not valid; use one of \['mean', 'sum'\]"),
         ("min_lr_ratio=1.5", r"min_lr_ratio must be in \[0, 1\], got 1.5"),
         ("target_returns=abc", r"expects a list of numbers"),
+        ("target_returns=[datamax]", r"expects a list of numbers or 'data_max', e.g. \[3600, 1800\] or \[data_max\]"),
         ("key_without_value", r"must look like key=value"),
     ],
 )
@@ -110,6 +112,8 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 
 def test_to_dict_round_trip() -> None:
     cfg = load_config(None, ["target_returns=[1, 2]", "backbone=lstm"])
+    assert config_from_dict(cfg.to_dict()) == cfg
+    cfg = load_config(None, ["target_returns=[data_max, 2]"])
     assert config_from_dict(cfg.to_dict()) == cfg
 
 

@@ -50,6 +50,32 @@ def test_eval_video_writes_mp4_of_the_evaluated_episode(
     assert res["video_returns"][0] == pytest.approx(res["per_target"]["100"]["returns"][0], rel=1e-5)
 
 
+def test_data_max_target_is_the_best_episode_return_of_the_data(
+    d4rl_file: Any, trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """target_returns=[data_max] in train, and --targets data_max in eval, mean the data's best episode return."""
+    bounds = np.cumsum([0, *d4rl_file.lengths])
+    rewards = d4rl_file.arrays["rewards"].astype(np.float64)
+    best = max(rewards[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    code, _, err = run_main(["eval", "--checkpoint", str(trained_run), "--episodes", "1", "--max-steps", "4",
+                             "--targets", "data_max", "100", "--out", str(tmp_path / "ev")], capsys)  # fmt: skip
+    assert code == 0, err
+    per_target = json.loads((tmp_path / "ev" / "results.json").read_text())["per_target"]
+    (first, second) = per_target.values()
+    assert first["target_return"] == pytest.approx(best, rel=1e-5) and second["target_return"] == 100.0
+    code, _, err = run_main(["eval", "--checkpoint", str(trained_run), "--targets", "best"], capsys)
+    assert code == 2 and "a target is a number or data_max, got 'best'" in err
+
+    out = tmp_path / "train"
+    flags = [f for f in TINY_FLAGS if f not in ("--target-returns", "100")]
+    argv = ["train", "--dataset", f"d4rl:{d4rl_file.path}", "--env", "Hopper-v5", "--steps", "2", "--out", str(out),
+            *flags, "--target-returns", "data_max"]  # fmt: skip
+    assert run_rl.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["last_per_target"]) == [f"{best:g}"]
+    assert "target_returns:\n- data_max" in (out / "config.yaml").read_text()  # kept as given: re-read on resume
+
+
 def test_eval_video_bad_flags(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["eval", "--checkpoint", str(trained_run), "--video", "--out", str(tmp_path / "ev")]
     code, _, err = run_main([*base, "--video-episodes", "0"], capsys)
