@@ -23,6 +23,7 @@ Engines (`--engine`): each run is a `run_rl.py train` subprocess with `--threads
     python scripts/sweep.py run ... --recipe cpu-budget --set time_budget_min=20 --set budget_clock=cpu
     python scripts/sweep.py table --out runs/sweep          # table.csv, table.json, table.md, curves_*.png
     python scripts/sweep.py table --out runs/sweep --docs docs --splice docs/RESULTS.md   # ... into the docs too
+    python scripts/sweep.py rescore --out runs/sweep --targets data_max   # final weights at the data's best return
 
 `--recipe NAME` layers configs/NAME.yaml onto every agent but `dt`, which keeps DT's own recipe (configs/dt.yaml):
 with `--recipe cpu-budget` the attention ablation and the recurrent backbones train on the CPU recipe while dt keeps
@@ -897,7 +898,26 @@ def main(argv: list[str] | None = None) -> None:
         default="sweep-table",
         help="the marker of the block --splice replaces (default: sweep-table; docs/RESULTS.md also has gpu-table)",
     )
+    q = sub.add_parser("rescore", help="evaluate every finished run's final weights again at other targets")
+    q.add_argument("--out", required=True)
+    q.add_argument("--targets", nargs="+", required=True,
+                   help="numbers and/or data_max (each run's training data's best episode return)")  # fmt: skip
+    q.add_argument("--name", help="the rescore's name (RUN/evals/rescore-NAME, OUT/rescore-NAME.md); default: "
+                   "the targets joined by _")  # fmt: skip
+    q.add_argument("--episodes", type=int, help="episodes per target (default: each run's final_eval_episodes)")
+    q.add_argument("--configs", nargs="+", help="only these datasets' runs")
+    q.add_argument("--backbones", nargs="+", help="only these agents' runs")
+    q.add_argument("--splice", metavar="FILE", action="append", default=[],
+                   help="also replace the block <!-- rescore-NAME --> ... <!-- /rescore-NAME --> in FILE")  # fmt: skip
     a = ap.parse_args(argv)
+    if a.cmd == "rescore":
+        name = a.name or "_".join(a.targets)
+        rescore_runs(Path(a.out), a.targets, name, a.episodes, a.configs, a.backbones)
+        md = rescore_table(Path(a.out), name)
+        for f in a.splice:
+            splice(Path(f), md, f"rescore-{name}")
+            print(f"updated the rescore table in {f}")
+        return
     if a.cmd == "run":
         if a.jobs < 1:
             ap.error(f"--jobs must be >= 1, got {a.jobs}")
@@ -930,6 +950,105 @@ def main(argv: list[str] | None = None) -> None:
             if (out / "time_to_score.md").exists():
                 if splice(Path(f), (out / "time_to_score.md").read_text(), f"{a.splice_name}-time", missing_ok=True):
                     print(f"updated the time-to-score table in {f}")
+
+
+def rescore_runs(
+    out: Path,
+    targets: list[str],
+    name: str,
+    episodes: int | None = None,
+    configs: list[str] | None = None,
+    backbones: list[str] | None = None,
+) -> list[Path]:
+    """Evaluate every finished run's final weights again at ``targets`` (numbers and/or data_max) with `run_rl.py
+    eval`: the run's reset seeds and, unless ``episodes`` is given, its final episode count, into
+    RUN/evals/rescore-NAME/. Training is not touched; a run already rescored under NAME is kept. Returns the runs
+    evaluated now."""
+    done = []
+    for res in sorted(out.glob("*/*/seed*/results.json")):
+        rd = res.parent
+        if (configs and rd.parent.parent.name not in configs) or (backbones and rd.parent.name not in backbones):
+            continue
+        dest = rd / "evals" / f"rescore-{name}"
+        if (dest / "results.json").exists():
+            continue
+        cmd = [sys.executable, str(ROOT / "run_rl.py"), "eval", "--checkpoint", str(rd), "--targets", *targets,
+               "--out", str(dest), "--overwrite", *(["--episodes", str(episodes)] if episodes else [])]  # fmt: skip
+        t0 = time.time()
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        print(f"rescored {rd} ({time.time() - t0:.0f} s)", flush=True)
+        done.append(rd)
+    return done
+
+
+def rescore_table(out: Path, name: str) -> str:
+    """Write OUT/rescore-NAME.md and .json and return the Markdown: per dataset and agent, the last score at the
+    run's first target and at the rescore's first target (mean ± std over seeds), the targets, the data's score;
+    then averages over the datasets where every agent was rescored, and on how many datasets each agent's mean is at
+    or above the data's at either target. Only runs rescored under NAME count, on both sides of the arrow."""
+    rows, rescored = read_runs(out), {}
+    for r in rows:
+        res = out / r["config"] / r["backbone"] / f"seed{r['seed']}" / "evals" / f"rescore-{name}" / "results.json"
+        if res.exists():
+            rescored[(r["config"], r["backbone"], r["seed"])] = json.loads(res.read_text())
+    rows = [r for r in rows if (r["config"], r["backbone"], r["seed"]) in rescored]
+    if not rows:
+        sys.exit(f"no run in {out} has been rescored under {name!r}: run `sweep.py rescore --out {out} --targets ...`")
+    configs = sorted({r["config"] for r in rows}, key=config_order)
+    backbones = backbones_in(rows)
+    data = data_scores(rows)
+    cells: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    targets: dict[str, tuple[str, str]] = {}
+    for r in rows:
+        new = rescored[(r["config"], r["backbone"], r["seed"])]
+        before, after = cells.setdefault((r["config"], r["backbone"]), ([], []))
+        before.append(r["last"])
+        after.append(new["normalized_score_mean"])
+        targets.setdefault(r["config"], (next(iter(r["last_per_target"]), "?"), next(iter(new["per_target"]))))
+    lines = [f"| dataset | data | target: run's → {name} | " + " | ".join(backbones) + " |",
+             "|---|---|---|" + "---|" * len(backbones)]  # fmt: skip
+    for c in configs:
+        row = []
+        for b in backbones:
+            if (c, b) not in cells:
+                row.append("–")
+                continue
+            before, after = cells[(c, b)]
+            row.append(f"{_mean_std(before)} → {_mean_std(after)} (n={len(after)})")
+        d = f"{data[c]:.1f}" if c in data else "–"
+        lines.append(f"| {c} | {d} | {float(targets[c][0]):g} → {float(targets[c][1]):g} | " + " | ".join(row) + " |")
+    common = [c for c in configs if all((c, b) in cells for b in backbones)]
+    summary = {}
+    if common:
+        avg, at_data = [], []
+        for b in backbones:
+            before, after = (np.mean([np.mean(cells[(c, b)][i]) for c in common]) for i in (0, 1))
+            scored = [c for c in common if c in data]
+            hits = [int(sum(np.mean(cells[(c, b)][i]) >= data[c] for c in scored)) for i in (0, 1)]
+            avg.append(f"{before:.1f} → {after:.1f}")
+            at_data.append(f"{hits[0]} → {hits[1]} of {len(scored)}" if scored else "–")
+            summary[b] = {"average": [float(before), float(after)], "at_or_above_data": hits, "datasets": len(scored)}
+        d = f"{np.mean([data[c] for c in common]):.1f}" if all(c in data for c in common) else "–"
+        lines.append(f"| **average** ({len(common)} datasets) | {d} | | " + " | ".join(avg) + " |")
+        lines.append("| **datasets at or above the data** | | | " + " | ".join(at_data) + " |")
+    lines += [
+        "",
+        "Each cell: the last score at the run's first target → the same final weights evaluated at the rescore's "
+        "first target (`sweep.py rescore`: `run_rl.py eval`, the run's reset seeds and final episode count), "
+        "D4RL-normalised, mean ± std over seeds. Training is the same on both sides of the arrow.",
+    ]
+    md = "\n".join(lines) + "\n"
+    (out / f"rescore-{name}.md").write_text(md)
+    per_run = [
+        {"config": r["config"], "backbone": r["backbone"], "seed": r["seed"], "last": r["last"],
+         "rescored": new["normalized_score_mean"],
+         "per_target": {t: x["normalized_mean"] for t, x in new["per_target"].items()}}
+        for r in rows
+        for new in [rescored[(r["config"], r["backbone"], r["seed"])]]
+    ]  # fmt: skip
+    (out / f"rescore-{name}.json").write_text(json.dumps({"targets": targets, "summary": summary, "runs": per_run}))
+    print(md)
+    return md
 
 
 def splice(path: Path, table_md: str, name: str = "sweep-table", missing_ok: bool = False) -> bool:

@@ -1,4 +1,5 @@
-"""scripts/sweep.py on Ray: two real tiny `run_rl.py train` runs as Ray tasks, resumed exactly as with the pool."""
+"""scripts/sweep.py with real tiny `run_rl.py train` runs: as Ray tasks, resumed exactly as with the pool; and
+rescored at other targets."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 spec = importlib.util.spec_from_file_location("sweep", Path(__file__).resolve().parents[2] / "scripts" / "sweep.py")
@@ -63,3 +65,31 @@ def test_pool_engine_still_runs_without_ray(tmp_path: Path, d4rl_file) -> None:
     assert (
         json.loads((sweep.run_dir(tmp_path, "hopper-medium", "mingru", 0) / "results.json").read_text())["steps"] == 2
     )
+
+
+def test_rescore_evaluates_final_weights_at_the_data_max_and_tabulates(tmp_path: Path, d4rl_file) -> None:
+    sweep.main([*sweep_argv(tmp_path, f"d4rl:{d4rl_file.path}", "pool", (0, 1)), "--steps", "2"])
+    bounds = np.cumsum([0, *d4rl_file.lengths])
+    rewards = d4rl_file.arrays["rewards"].astype(np.float64)
+    best = max(rewards[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    sweep.main(["rescore", "--out", str(tmp_path), "--targets", "data_max", "50"])
+    runs = [sweep.run_dir(tmp_path, "hopper-medium", "mingru", seed) for seed in (0, 1)]
+    last, rescored = [], []
+    for rd in runs:
+        res = json.loads((rd / "evals" / "rescore-data_max_50" / "results.json").read_text())
+        first, second = res["per_target"].values()
+        assert first["target_return"] == pytest.approx(best, rel=1e-5) and second["target_return"] == 50.0
+        assert res["episodes"] == 1  # the run's final_eval_episodes
+        last.append(json.loads((rd / "results.json").read_text())["normalized_score_mean"])
+        rescored.append(res["normalized_score_mean"])
+    table = json.loads((tmp_path / "rescore-data_max_50.json").read_text())
+    assert [r["rescored"] for r in table["runs"]] == rescored
+    assert table["summary"]["mingru"]["average"] == pytest.approx([np.mean(last), np.mean(rescored)])
+    md = (tmp_path / "rescore-data_max_50.md").read_text()
+    assert f"| 100 → {best:g} |" in md  # the run's target (TINY_RUN's) → the data's best return
+    assert f"{np.mean(last):.1f} ± {np.std(last):.1f} → {np.mean(rescored):.1f} ± {np.std(rescored):.1f} (n=2)" in md
+    stamp = (runs[0] / "evals" / "rescore-data_max_50" / "results.json").stat().st_mtime_ns
+    assert sweep.rescore_runs(tmp_path, ["data_max", "50"], "data_max_50") == []  # done once, kept
+    assert (runs[0] / "evals" / "rescore-data_max_50" / "results.json").stat().st_mtime_ns == stamp
+    sweep.main(["table", "--out", str(tmp_path), "--no-check-data"])  # the evals/ folders stay out of the main table
+    assert "(n=2)" in (tmp_path / "table.md").read_text()
