@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The lower of DT's two evaluation targets per env (Chen et al. 2021, kzl/decision-transformer gym/experiment.py).
 TARGETS = {"halfcheetah": 6000.0, "hopper": 1800.0, "walker2d": 2500.0}
 ENV_IDS = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
+ACT_DIMS = {"halfcheetah": 6, "hopper": 3, "walker2d": 6}
 
 
 def env_key(name: str) -> str:
@@ -178,7 +179,8 @@ def read_curves(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
 def read_losses(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
     """{(dataset, agent): {update: [training action MSE per dimension, per seed]}}.
 
-    Ours: TensorBoard's ``train/loss`` (masked MSE averaged over real steps and action dimensions). d3rlpy: its
+    Ours: TensorBoard's ``train/loss`` (masked MSE averaged over real steps and action dimensions; divided by the
+    action size for a run with ``loss_reduction: sum``, whose loss is summed over them). d3rlpy: its
     ``loss.csv`` (per 100-update epoch: squared error summed over action dimensions, averaged over the window's
     steps), divided by the action size. d3rlpy also averages over padded steps (as zeros), under 1 % of steps for
     1000-step episodes and K=20, so its figure is at most ~1 % low.
@@ -188,14 +190,17 @@ def read_losses(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
     losses: dict[tuple[str, str], dict[int, list[float]]] = {}
     for tb in sorted(p for p in (out / "ours").glob("*/tb") if p.exists()):
         name, agent, _ = tb.parent.name.rsplit("-", 2)
+        config = tb.parent / "config.yaml"
+        summed = config.exists() and "loss_reduction: sum" in config.read_text()
         ea = EventAccumulator(str(tb))
         ea.Reload()
         if "train/loss" in ea.Tags()["scalars"]:
             for e in ea.Scalars("train/loss"):
-                losses.setdefault((name, agent), {}).setdefault(e.step, []).append(e.value)
+                value = e.value / ACT_DIMS[env_key(name)] if summed else e.value
+                losses.setdefault((name, agent), {}).setdefault(e.step, []).append(value)
     for logs in sorted((out / "d3rlpy").glob("*-logs")):
         name = logs.name.removesuffix("-logs").rsplit("-", 1)[0]
-        act_dim = {"halfcheetah": 6, "hopper": 3, "walker2d": 6}[env_key(name)]
+        act_dim = ACT_DIMS[env_key(name)]
         run: dict[int, float] = {}  # one value per step per run, a resumed part ("-from{N}") counting from N
         for csv in sorted(logs.glob("*/loss.csv")):
             rows = (line.split(",") for line in csv.read_text().split())

@@ -40,8 +40,15 @@ def test_export_then_our_side_trains_dt_on_the_file(minari_datasets, tmp_path):
     # a variant: its own runs and row, its setting in the run's config, the plain runs untouched
     parity.main(["run", "--out", str(out), "--seeds", "0", "--steps", "2", "--eval-every", "2", "--episodes", "1",
                  "--jobs", "1", "--variant", "sum", "--set", "loss_reduction=sum", "--set", "eval_max_steps=5",
-                 "--set", "warmup_steps=2"])  # fmt: skip
+                 "--set", "warmup_steps=2", "--set", "log_every=1"])  # fmt: skip
     assert "loss_reduction: sum" in (out / "ours" / "hopper-tiny-dt_sum-seed0" / "config.yaml").read_text()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(out / "ours" / "hopper-tiny-dt_sum-seed0" / "tb"))
+    ea.Reload()
+    summed = {e.step: e.value for e in ea.Scalars("train/loss")}
+    per_dim = parity.read_losses(out)[("hopper-tiny", "dt_sum")]
+    assert summed and per_dim == {k: [pytest.approx(v / 3)] for k, v in summed.items()}  # hopper: 3 action dims
     assert "loss_reduction: mean" in config
     curves = parity.read_curves(out)
     assert sorted(curves[("hopper-tiny", "dt_sum")]) == [2] and sorted(curves[("hopper-tiny", "dt")]) == [2, 4, 6]
