@@ -1017,11 +1017,22 @@ def rescore_table(out: Path, name: str) -> str:
             row.append(f"{_mean_std(before)} → {_mean_std(after)} (n={len(after)})")
         d = f"{data[c]:.1f}" if c in data else "–"
         lines.append(f"| {c} | {d} | {float(targets[c][0]):g} → {float(targets[c][1]):g} | " + " | ".join(row) + " |")
-    common = [c for c in configs if all((c, b) in cells for b in backbones)]
-    summary = {}
-    if common:
+    # As in the main table: averages over the datasets every agent has, then (when an agent lacks some) over every
+    # dataset for the agents that have them all.
+    complete = [b for b in backbones if all((c, b) in cells for c in configs)]
+    groups = [("", [c for c in configs if all((c, b) in cells for b in backbones)], backbones)]
+    if complete and len(complete) < len(backbones):
+        groups.append((", agents with every dataset", configs, complete))
+    summary: dict[str, dict] = {}
+    for label, common, agents in groups:
+        if not common:
+            continue
         avg, at_data = [], []
         for b in backbones:
+            if b not in agents:
+                avg.append("–")
+                at_data.append("–")
+                continue
             before, after = (np.mean([np.mean(cells[(c, b)][i]) for c in common]) for i in (0, 1))
             scored = [c for c in common if c in data]
             hits = [int(sum(np.mean(cells[(c, b)][i]) >= data[c] for c in scored)) for i in (0, 1)]
@@ -1029,8 +1040,8 @@ def rescore_table(out: Path, name: str) -> str:
             at_data.append(f"{hits[0]} → {hits[1]} of {len(scored)}" if scored else "–")
             summary[b] = {"average": [float(before), float(after)], "at_or_above_data": hits, "datasets": len(scored)}
         d = f"{np.mean([data[c] for c in common]):.1f}" if all(c in data for c in common) else "–"
-        lines.append(f"| **average** ({len(common)} datasets) | {d} | | " + " | ".join(avg) + " |")
-        lines.append("| **datasets at or above the data** | | | " + " | ".join(at_data) + " |")
+        lines.append(f"| **average{label}** ({len(common)} datasets) | {d} | | " + " | ".join(avg) + " |")
+        lines.append(f"| **datasets at or above the data{label}** | | | " + " | ".join(at_data) + " |")
     lines += [
         "",
         "Each cell: the last score at the run's first target → the same final weights evaluated at the rescore's "
