@@ -907,12 +907,15 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--episodes", type=int, help="episodes per target (default: each run's final_eval_episodes)")
     q.add_argument("--configs", nargs="+", help="only these datasets' runs")
     q.add_argument("--backbones", nargs="+", help="only these agents' runs")
+    q.add_argument("--table-only", action="store_true",
+                   help="evaluate nothing: rebuild the table from the rescores already there")  # fmt: skip
     q.add_argument("--splice", metavar="FILE", action="append", default=[],
                    help="also replace the block <!-- rescore-NAME --> ... <!-- /rescore-NAME --> in FILE")  # fmt: skip
     a = ap.parse_args(argv)
     if a.cmd == "rescore":
         name = a.name or "_".join(a.targets)
-        rescore_runs(Path(a.out), a.targets, name, a.episodes, a.configs, a.backbones)
+        if not a.table_only:
+            rescore_runs(Path(a.out), a.targets, name, a.episodes, a.configs, a.backbones)
         md = rescore_table(Path(a.out), name)
         for f in a.splice:
             splice(Path(f), md, f"rescore-{name}")

@@ -91,5 +91,8 @@ def test_rescore_evaluates_final_weights_at_the_data_max_and_tabulates(tmp_path:
     stamp = (runs[0] / "evals" / "rescore-data_max_50" / "results.json").stat().st_mtime_ns
     assert sweep.rescore_runs(tmp_path, ["data_max", "50"], "data_max_50") == []  # done once, kept
     assert (runs[0] / "evals" / "rescore-data_max_50" / "results.json").stat().st_mtime_ns == stamp
+    (tmp_path / "rescore-data_max_50.md").unlink()
+    sweep.main(["rescore", "--out", str(tmp_path), "--targets", "data_max", "50", "--table-only"])
+    assert (tmp_path / "rescore-data_max_50.md").read_text() == md
     sweep.main(["table", "--out", str(tmp_path), "--no-check-data"])  # the evals/ folders stay out of the main table
     assert "(n=2)" in (tmp_path / "table.md").read_text()
