@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The lower of DT's two evaluation targets per env (Chen et al. 2021, kzl/decision-transformer gym/experiment.py).
@@ -191,7 +192,7 @@ def read_losses(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
     for tb in sorted(p for p in (out / "ours").glob("*/tb") if p.exists()):
         name, agent, _ = tb.parent.name.rsplit("-", 2)
         config = tb.parent / "config.yaml"
-        summed = config.exists() and "loss_reduction: sum" in config.read_text()
+        summed = config.exists() and (yaml.safe_load(config.read_text()) or {}).get("loss_reduction") == "sum"
         ea = EventAccumulator(str(tb))
         ea.Reload()
         if "train/loss" in ea.Tags()["scalars"]:

@@ -420,6 +420,19 @@ def compare_to(
     ] + out
 
 
+def average_groups(
+    configs: list[str], backbones: list[str], has: set[tuple[str, str]]
+) -> list[tuple[str, list[str], list[str]]]:
+    """What an average row covers, as (label suffix, datasets, agents): the datasets every agent has (so the agents
+    are compared on the same sets); then, when an agent (an ablation column) has runs on only some, every dataset for
+    the agents that have them all. ``has``: the (config, backbone) pairs with runs."""
+    complete = [b for b in backbones if all((c, b) in has for c in configs)]
+    groups = [("", [c for c in configs if all((c, b) in has for b in backbones)], backbones)]
+    if complete and len(complete) < len(backbones):
+        groups.append((", agents with every dataset", configs, complete))
+    return [g for g in groups if g[1]]
+
+
 def backbones_in(rows: list[dict]) -> list[str]:
     """The agents that have runs, in :data:`AGENTS` order (dt, then attention, then the recurrent backbones)."""
     return [b for b in AGENTS if any(r["backbone"] == b for r in rows)]
@@ -605,16 +618,8 @@ def write_table(out: Path) -> str:
     if paper9 and len(paper9) < len(configs):
         groups.append(("average, medium / medium-replay / medium-expert", paper9))
     for name, group in groups:
-        # Averages only over datasets every backbone has, so the backbones are compared on the same sets. When an
-        # agent (an ablation column) has runs on only some datasets, a second row averages the agents that have
-        # every dataset of the group over all of it, with "–" for the others.
-        complete = [b for b in backbones if all((c, b) in means for c in group)]
-        subsets = [(name, [c for c in group if all((c, b) in means for b in backbones)], backbones)]
-        if complete and len(complete) < len(backbones):
-            subsets.append((f"{name}, agents with every dataset", group, complete))
-        for label, common, agents in subsets:
-            if not common:
-                continue
+        for suffix, common, agents in average_groups(group, backbones, set(means)):
+            label = name + suffix
             d = f"{np.mean([data[c] for c in common]):.1f}" if all(c in data for c in common) else "–"
             cells = [
                 f"{np.mean([means[(c, b)][i] for c in common]):.1f}" if b in agents else "–"
@@ -1001,13 +1006,17 @@ def rescore_table(out: Path, name: str) -> str:
     backbones = backbones_in(rows)
     data = data_scores(rows)
     cells: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
-    targets: dict[str, tuple[str, str]] = {}
+    targets: dict[str, tuple[str, str]] = {}  # config -> (the run's first target, the rescore's), as results.json keys
+    per_run = []
     for r in rows:
         new = rescored[(r["config"], r["backbone"], r["seed"])]
         before, after = cells.setdefault((r["config"], r["backbone"]), ([], []))
         before.append(r["last"])
         after.append(new["normalized_score_mean"])
         targets.setdefault(r["config"], (next(iter(r["last_per_target"]), "?"), next(iter(new["per_target"]))))
+        per_run.append({"config": r["config"], "backbone": r["backbone"], "seed": r["seed"], "last": r["last"],
+                        "rescored": new["normalized_score_mean"],
+                        "per_target": {t: x["normalized_mean"] for t, x in new["per_target"].items()}})  # fmt: skip
     lines = [f"| dataset | data | target: run's → {name} | " + " | ".join(backbones) + " |",
              "|---|---|---|" + "---|" * len(backbones)]  # fmt: skip
     for c in configs:
@@ -1019,17 +1028,9 @@ def rescore_table(out: Path, name: str) -> str:
             before, after = cells[(c, b)]
             row.append(f"{_mean_std(before)} → {_mean_std(after)} (n={len(after)})")
         d = f"{data[c]:.1f}" if c in data else "–"
-        lines.append(f"| {c} | {d} | {float(targets[c][0]):g} → {float(targets[c][1]):g} | " + " | ".join(row) + " |")
-    # As in the main table: averages over the datasets every agent has, then (when an agent lacks some) over every
-    # dataset for the agents that have them all.
-    complete = [b for b in backbones if all((c, b) in cells for c in configs)]
-    groups = [("", [c for c in configs if all((c, b) in cells for b in backbones)], backbones)]
-    if complete and len(complete) < len(backbones):
-        groups.append((", agents with every dataset", configs, complete))
+        lines.append(f"| {c} | {d} | {targets[c][0]} → {targets[c][1]} | " + " | ".join(row) + " |")
     summary: dict[str, dict] = {}
-    for label, common, agents in groups:
-        if not common:
-            continue
+    for label, common, agents in average_groups(configs, backbones, set(cells)):
         avg, at_data = [], []
         for b in backbones:
             if b not in agents:
@@ -1053,13 +1054,6 @@ def rescore_table(out: Path, name: str) -> str:
     ]
     md = "\n".join(lines) + "\n"
     (out / f"rescore-{name}.md").write_text(md)
-    per_run = [
-        {"config": r["config"], "backbone": r["backbone"], "seed": r["seed"], "last": r["last"],
-         "rescored": new["normalized_score_mean"],
-         "per_target": {t: x["normalized_mean"] for t, x in new["per_target"].items()}}
-        for r in rows
-        for new in [rescored[(r["config"], r["backbone"], r["seed"])]]
-    ]  # fmt: skip
     (out / f"rescore-{name}.json").write_text(json.dumps({"targets": targets, "summary": summary, "runs": per_run}))
     print(md)
     return md
