@@ -1,7 +1,7 @@
 """DT parity: our `dt` recipe against d3rlpy's DecisionTransformer on the same D4RL-layout files and seeds.
 
-Three steps, each resumable (a finished run is skipped, and one that finished short of ``--steps`` is continued from
-its last checkpoint, so ``--steps 5000`` extends a 2,000-update table)::
+Three steps, each resumable (a finished run is skipped; one that finished short of ``--steps``, or was killed, is
+continued from its last checkpoint, taken at every evaluation, so ``--steps 5000`` extends a 2,000-update table)::
 
     # 1. D4RL-layout files from our Minari datasets (or bring your own D4RL files)
     python scripts/parity.py export --datasets minrnn/halfcheetah/medium-v0 minrnn/hopper/medium-v0 --out runs/parity
@@ -66,7 +66,8 @@ def our_command(file: Path, agent: str, seed: int, args: argparse.Namespace, out
         "--backbone", "transformer" if agent == "dt" else agent, "--seed", str(seed), "--steps", str(args.steps),
         "--eval-every", str(args.eval_every), "--eval-episodes", str(args.episodes), "--threads", "1",
         "--set", f"final_eval_episodes={args.episodes}",
-        "--set", f"target_returns=[{target:g}]", "--set", "checkpoint_every=0", "--set", "histogram_every=0",
+        "--set", f"target_returns=[{target:g}]", "--set", f"checkpoint_every={args.eval_every}",
+        "--set", "histogram_every=0",
         "--set", "eval_vector=sync", "--set", "progress=false", *overrides, "--out", str(out),
     ]  # fmt: skip
 
@@ -128,7 +129,10 @@ def cmd_run(args: argparse.Namespace) -> None:
                 label = f"{agent}_{args.variant}" if args.variant else agent
                 run = args.out / "ours" / f"{file.stem}-{label}-seed{seed}"
                 done = steps_done_ours(run)
-                if not done:
+                if not done and (run / "checkpoints" / "latest").is_file():  # killed mid-run: go on from its last
+                    jobs.append(([sys.executable, str(ROOT / "run_rl.py"), "train", "--out", str(run), "--resume",
+                                  "--steps", str(args.steps), "--threads", "1"], run))  # fmt: skip
+                elif not done:
                     jobs.append((our_command(file, agent, seed, args, run) + ["--overwrite"], run))
                 elif done < args.steps:
                     extend = [sys.executable, str(ROOT / "run_rl.py"), "train", "--out", str(run), "--resume",

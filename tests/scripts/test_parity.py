@@ -16,7 +16,7 @@ parity = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(parity)
 
 
-def test_export_then_our_side_trains_dt_on_the_file(minari_datasets, tmp_path):
+def test_export_then_our_side_trains_dt_on_the_file(minari_datasets, tmp_path, capsys):
     out = tmp_path / "parity"
     parity.main(["export", "--datasets", minari_datasets.ours_id, "--out", str(out)])
     (file,) = parity.files_in(out)
@@ -37,6 +37,14 @@ def test_export_then_our_side_trains_dt_on_the_file(minari_datasets, tmp_path):
     steps = [json.loads(line)["step"] for line in (run / "evals.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]
     assert parity.steps_done_ours(run) == 6
+    # a run killed before its end (no results.json) goes on from its last checkpoint, not from scratch
+    (run / "results.json").unlink()
+    parity.main(["run", "--out", str(out), "--seeds", "0", "--steps", "8", "--eval-every", "2", "--episodes", "1",
+                 "--jobs", "1"])  # fmt: skip
+    steps = [json.loads(line)["step"] for line in (run / "evals.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8] and parity.steps_done_ours(run) == 8
+    (launched,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run:")][-1:]
+    assert "--resume" in launched and "--overwrite" not in launched
     # a variant: its own runs and row, its setting in the run's config, the plain runs untouched
     parity.main(["run", "--out", str(out), "--seeds", "0", "--steps", "2", "--eval-every", "2", "--episodes", "1",
                  "--jobs", "1", "--variant", "sum", "--set", "loss_reduction=sum", "--set", "eval_max_steps=5",
@@ -51,7 +59,7 @@ def test_export_then_our_side_trains_dt_on_the_file(minari_datasets, tmp_path):
     assert summed and per_dim == {k: [pytest.approx(v / 3)] for k, v in summed.items()}  # hopper: 3 action dims
     assert "loss_reduction: mean" in config
     curves = parity.read_curves(out)
-    assert sorted(curves[("hopper-tiny", "dt_sum")]) == [2] and sorted(curves[("hopper-tiny", "dt")]) == [2, 4, 6]
+    assert sorted(curves[("hopper-tiny", "dt_sum")]) == [2] and sorted(curves[("hopper-tiny", "dt")]) == [2, 4, 6, 8]
     with pytest.raises(SystemExit, match="--set needs --variant"):
         parity.main(["run", "--out", str(out), "--set", "loss_reduction=sum"])
 
