@@ -129,12 +129,10 @@ def cmd_run(args: argparse.Namespace) -> None:
                 label = f"{agent}_{args.variant}" if args.variant else agent
                 run = args.out / "ours" / f"{file.stem}-{label}-seed{seed}"
                 done = steps_done_ours(run)
-                if not done and (run / "checkpoints" / "latest").is_file():  # killed mid-run: go on from its last
-                    jobs.append(([sys.executable, str(ROOT / "run_rl.py"), "train", "--out", str(run), "--resume",
-                                  "--steps", str(args.steps), "--threads", "1"], run))  # fmt: skip
-                elif not done:
+                started = (run / "checkpoints" / "latest").is_file()
+                if not done and not started:
                     jobs.append((our_command(file, agent, seed, args, run) + ["--overwrite"], run))
-                elif done < args.steps:
+                elif done < args.steps:  # finished short of --steps, or killed: go on from its last checkpoint
                     extend = [sys.executable, str(ROOT / "run_rl.py"), "train", "--out", str(run), "--resume",
                               "--steps", str(args.steps), "--threads", "1"]  # fmt: skip
                     jobs.append((extend, run))
