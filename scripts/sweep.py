@@ -1029,9 +1029,11 @@ def rescore_table(out: Path, name: str) -> str:
             row.append(f"{_mean_std(before)} → {_mean_std(after)} (n={len(after)})")
         d = f"{data[c]:.1f}" if c in data else "–"
         lines.append(f"| {c} | {d} | {targets[c][0]} → {targets[c][1]} | " + " | ".join(row) + " |")
-    summary: dict[str, dict] = {}
+    summary: list[dict] = []  # one entry per average row: its datasets and, per agent, before/after
     for label, common, agents in average_groups(configs, backbones, set(cells)):
         avg, at_data = [], []
+        group = {"datasets": common, "agents": {}}
+        summary.append(group)
         for b in backbones:
             if b not in agents:
                 avg.append("–")
@@ -1042,7 +1044,8 @@ def rescore_table(out: Path, name: str) -> str:
             hits = [int(sum(np.mean(cells[(c, b)][i]) >= data[c] for c in scored)) for i in (0, 1)]
             avg.append(f"{before:.1f} → {after:.1f}")
             at_data.append(f"{hits[0]} → {hits[1]} of {len(scored)}" if scored else "–")
-            summary[b] = {"average": [float(before), float(after)], "at_or_above_data": hits, "datasets": len(scored)}
+            group["agents"][b] = {"average": [float(before), float(after)], "at_or_above_data": hits,
+                                  "datasets_scored": len(scored)}  # fmt: skip
         d = f"{np.mean([data[c] for c in common]):.1f}" if all(c in data for c in common) else "–"
         lines.append(f"| **average{label}** ({len(common)} datasets) | {d} | | " + " | ".join(avg) + " |")
         lines.append(f"| **datasets at or above the data{label}** | | | " + " | ".join(at_data) + " |")

@@ -84,7 +84,9 @@ def test_rescore_evaluates_final_weights_at_the_data_max_and_tabulates(tmp_path:
         rescored.append(res["normalized_score_mean"])
     table = json.loads((tmp_path / "rescore-data_max_50.json").read_text())
     assert [r["rescored"] for r in table["runs"]] == rescored
-    assert table["summary"]["mingru"]["average"] == pytest.approx([np.mean(last), np.mean(rescored)])
+    (group,) = table["summary"]  # one agent, one dataset: a single average row
+    assert group["datasets"] == ["hopper-medium"]
+    assert group["agents"]["mingru"]["average"] == pytest.approx([np.mean(last), np.mean(rescored)])
     md = (tmp_path / "rescore-data_max_50.md").read_text()
     assert f"| 100 → {best:g} |" in md  # the run's target (TINY_RUN's) → the data's best return
     assert f"{np.mean(last):.1f} ± {np.std(last):.1f} → {np.mean(rescored):.1f} ± {np.std(rescored):.1f} (n=2)" in md
