@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"halfcheetah": 6000.0, "hopper": 1800.0, "walker2d": 2500.0}
 ENV_IDS = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 ACT_DIMS = {"halfcheetah": 6, "hopper": 3, "walker2d": 6}
+REFERENCE = "d3rlpy-dt"  # the reference side's row in every table
 
 
 def env_key(name: str) -> str:
@@ -175,7 +176,7 @@ def read_curves(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
         name, agent, _ = evals.parent.name.rsplit("-", 2)
         add((name, agent), evals.read_text().splitlines())
     for res in sorted(p for p in (out / "d3rlpy").glob("*.jsonl") if p.exists()):  # skip runs not started
-        add((res.stem.rsplit("-", 1)[0], "d3rlpy-dt"), res.read_text().splitlines())
+        add((res.stem.rsplit("-", 1)[0], REFERENCE), res.read_text().splitlines())
     return curves
 
 
@@ -209,7 +210,7 @@ def read_losses(out: Path) -> dict[tuple[str, str], dict[int, list[float]]]:
             rows = (line.split(",") for line in csv.read_text().split())
             run.update({part_start(csv.parent) + int(step): float(value) / act_dim for _, step, value in rows})
         for step, value in run.items():
-            losses.setdefault((name, "d3rlpy-dt"), {}).setdefault(step, []).append(value)
+            losses.setdefault((name, REFERENCE), {}).setdefault(step, []).append(value)
     return losses
 
 
@@ -220,6 +221,45 @@ def markdown(curves: dict[tuple[str, str], dict[int, list[float]]], steps: list[
         cells = [(fmt.format(np.mean(c[s]), np.std(c[s])) + f" ({len(c[s])})") if c.get(s) else "" for s in steps]
         lines.append(f"| {name} | {agent} | {max(len(v) for v in c.values())} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def outside(x: float, low: float, high: float) -> float:
+    """How far ``x`` lies outside [low, high]: 0 inside, positive above, negative below."""
+    return x - high if x > high else x - low if x < low else 0.0
+
+
+def spread_check(curves: dict[tuple[str, str], dict[int, list[float]]]) -> tuple[str, dict]:
+    """Where each of our agents' mean score lies against the reference's seeds, at every update count both have.
+
+    Two readings of "within the reference's seed spread", both given: its mean ± one standard deviation (over
+    seeds, ddof 0, as the tables print it) and the range of its seeds (lowest to highest). Each cell is the distance
+    outside each band, "in" when inside; a count row per agent says at how many points the mean is inside a band or
+    above it. Returns (Markdown, {"dataset|agent": {update: {"ours", "std_band", "range_band"}}}).
+    """
+    steps = sorted({s for c in curves.values() for s in c})
+    head = "| dataset | agent | " + " | ".join(f"{s:,} updates" for s in steps) + " | inside or above |"
+    lines = [head, "|" + "---|" * (3 + len(steps))]
+    data: dict[str, dict] = {}
+    for (name, agent), c in sorted(curves.items()):
+        ref = curves.get((name, REFERENCE))
+        if agent == REFERENCE or not ref:
+            continue
+        row, hits, points = [], [0, 0], 0
+        for s in steps:
+            if not c.get(s) or len(ref.get(s, [])) < 2:
+                row.append("")
+                continue
+            ours, r = float(np.mean(c[s])), np.asarray(ref[s])
+            d_std = outside(ours, r.mean() - r.std(), r.mean() + r.std())
+            d_range = outside(ours, r.min(), r.max())
+            data.setdefault(f"{name}|{agent}", {})[s] = {"ours": ours, "std_band": d_std, "range_band": d_range}
+            row.append(" / ".join("in" if d == 0 else f"{d:+.1f}" for d in (d_std, d_range)))
+            hits[0] += d_std >= 0
+            hits[1] += d_range >= 0
+            points += 1
+        if points:
+            lines.append(f"| {name} | {agent} | " + " | ".join(row) + f" | {hits[0]} / {hits[1]} of {points} |")
+    return "\n".join(lines), data
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -233,10 +273,16 @@ def cmd_table(args: argparse.Namespace) -> None:
         + "\n\nTraining action MSE per dimension (mean ± std over seeds):\n\n"
         + markdown(losses, loss_steps, "{:.3f} ± {:.3f}")
     )
+    check_md, check = spread_check(curves)
+    if check:
+        table += (
+            f"\n\nOur mean score against {REFERENCE}'s seeds: distance outside its mean ± std / outside the range "
+            'of its seeds ("in": inside; negative: below):\n\n' + check_md
+        )
     print(table)
     (args.out / "parity.md").write_text(table + "\n")
     data = {"score": {f"{k[0]}|{k[1]}": v for k, v in curves.items()},
-            "loss": {f"{k[0]}|{k[1]}": v for k, v in losses.items()}}  # fmt: skip
+            "loss": {f"{k[0]}|{k[1]}": v for k, v in losses.items()}, "spread_check": check}  # fmt: skip
     (args.out / "parity.json").write_text(json.dumps(data, indent=1))
     import matplotlib
 

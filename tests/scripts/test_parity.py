@@ -90,6 +90,20 @@ def test_table_reads_both_sides(tmp_path):
     assert (tmp_path / "parity.png").stat().st_size > 0
 
 
+def test_spread_check_places_our_mean_against_both_bands():
+    """Reference seeds 10, 20, 30: mean ± std (ddof 0) is 20 ± 8.165, the range 10..30. A mean of 11 is below the
+    first band by 0.835 and inside the range; 35 is above both (by 6.835 and 5); 20 is inside both."""
+    ref = {1000: [10.0, 20.0, 30.0], 2000: [10.0, 20.0, 30.0], 3000: [10.0, 20.0, 30.0], 4000: [5.0]}
+    ours = {1000: [10.0, 12.0], 2000: [35.0], 3000: [19.0, 21.0], 4000: [1.0]}  # 4000: one reference seed, no spread
+    md, data = parity.spread_check({("hopper-medium", parity.REFERENCE): ref, ("hopper-medium", "dt"): ours})
+    check = data["hopper-medium|dt"]
+    std = np.std([10.0, 20.0, 30.0])
+    assert check[1000]["std_band"] == pytest.approx(11.0 - (20.0 - std)) and check[1000]["range_band"] == 0.0
+    assert check[2000]["std_band"] == pytest.approx(35.0 - (20.0 + std)) and check[2000]["range_band"] == 5.0
+    assert check[3000] == {"ours": 20.0, "std_band": 0.0, "range_band": 0.0} and 4000 not in check
+    assert "| hopper-medium | dt | -0.8 / in | +6.8 / +5.0 | in / in |  | 2 / 3 of 3 |" in md
+
+
 def test_d3rlpy_side_continues_from_its_checkpoint(tmp_path):
     """A d3rlpy run that finished at 2,000 updates continues from model_2000.d3 when --steps grows; the resumed
     part's loss log ("-from2000", counting from 0) lands at the right updates."""
