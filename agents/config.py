@@ -65,7 +65,7 @@ EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
 #: Values of ``cuda_graphs``; the same tuple as ``agents.graphs.MODES`` (not imported from there: agents.graphs
 #: imports agents.decision, which imports this module).
 CUDA_GRAPH_MODES: tuple[str, ...] = ("auto", "on", "off")
-LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "wsd")
 LOSS_REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 BUDGET_CLOCKS: tuple[str, ...] = ("wall", "cpu")
 ACTIVATION_NAMES: tuple[str, ...] = ("auto", *ACTIVATIONS)
@@ -124,10 +124,12 @@ class TrainConfig:
     warmup_steps: int = _field(10_000, "linear learning-rate warm-up from lr/warmup_steps to lr (DT: 10k)")
     lr_schedule: str = _field(
         "constant",
-        "after the warm-up: 'constant' (DT) or 'cosine' (decays to lr * min_lr_ratio at `steps`, or at the end of "
-        "time_budget_min when that comes first)",
+        "after the warm-up: 'constant' (DT), 'cosine' (decays to lr * min_lr_ratio at `steps`, or at the end of "
+        "time_budget_min when that comes first) or 'wsd' (warm-up, stable, decay: constant, then a linear decay to "
+        "lr * min_lr_ratio over the last decay_fraction of the run, measured the same way)",
     )
-    min_lr_ratio: float = _field(0.1, "lr_schedule=cosine: the final learning rate as a fraction of lr")
+    min_lr_ratio: float = _field(0.1, "lr_schedule=cosine or wsd: the final learning rate as a fraction of lr")
+    decay_fraction: float = _field(0.2, "lr_schedule=wsd: the closing fraction of the run (steps or budget) that decays")
     grad_clip: float = _field(0.25, "max global grad norm; 0 disables clipping (DT: 0.25)")
     loss_reduction: str = _field(
         "mean",
@@ -262,10 +264,24 @@ class TrainConfig:
         [0.1, 1.0, 0.5, 0.0, 0.0]
         >>> round(cfg.lr_factor(20, budget_used=0.5), 3), round(cfg.lr_factor(20, budget_used=1.0), 3)
         (0.5, 0.0)
+
+        ``wsd`` (warm-up, stable, decay; Hu et al. 2024, MiniCPM; Hägele et al. 2024) holds the peak rate and decays
+        linearly to ``min_lr_ratio`` over the last ``decay_fraction`` of the run, so a short budget spends most of
+        its updates at the full rate and still ends on the smallest one:
+
+        >>> cfg = TrainConfig(steps=100, warmup_steps=10, lr_schedule="wsd", decay_fraction=0.2, min_lr_ratio=0.0)
+        >>> [round(cfg.lr_factor(s), 3) for s in (0, 9, 79, 89, 99)]
+        [0.1, 1.0, 1.0, 0.5, 0.0]
+        >>> round(cfg.lr_factor(20, budget_used=0.9), 3)
+        0.5
         """
         warmup = max(self.warmup_steps, 1)
         if step + 1 < warmup or self.lr_schedule == "constant":
             return min((step + 1) / warmup, 1.0)
+        if self.lr_schedule == "wsd":
+            progress = min(max((step + 1) / max(self.steps, 1), budget_used), 1.0)
+            into_decay = (progress - (1.0 - self.decay_fraction)) / max(self.decay_fraction, 1e-12)
+            return 1.0 - (1.0 - self.min_lr_ratio) * min(max(into_decay, 0.0), 1.0)
         progress = min(max((step + 1 - warmup) / max(self.steps - warmup, 1), budget_used), 1.0)
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -300,6 +316,10 @@ class TrainConfig:
         _check_choice("budget_clock", self.budget_clock, BUDGET_CLOCKS)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}: e.g. --set min_lr_ratio=0.1")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(
+                f"decay_fraction must be in (0, 1], got {self.decay_fraction}: e.g. --set decay_fraction=0.2"
+            )
         if self.cuda_graphs == "on" and self.compile:
             raise ValueError(
                 "cuda_graphs='on' and compile=True both remove launch overhead; pick one (set cuda_graphs: off to "

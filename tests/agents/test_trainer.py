@@ -322,3 +322,27 @@ def test_cosine_schedule_decays_to_the_floor(tiny_config: Callable[..., TrainCon
     for step, value in logged.items():  # logged after `step` updates: the rate the next update will use
         assert value == pytest.approx(expected(step + 1), rel=1e-5), step
     assert logged[40] == pytest.approx(1e-4, rel=1e-5)
+
+
+def test_wsd_schedule_holds_then_decays_linearly(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    """train/lr under warm-up, stable, decay, written out here: the peak until 75 % of the run, then a straight
+    line to lr * r at the last update."""
+    cfg = tiny_config(steps=40, warmup_steps=10, lr=1e-3, lr_schedule="wsd", decay_fraction=0.25,
+                      min_lr_ratio=0.1, log_every=5)  # fmt: skip
+    train(cfg, tmp_path / "run")
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    logged = {e.step: e.value for e in acc.Scalars("train/lr")}
+
+    def expected(update: int) -> float:  # the rate used by the update numbered `update` (1-based)
+        if update < 10:
+            return 1e-3 * update / 10
+        if update <= 30:
+            return 1e-3
+        return 1e-3 * (1 - 0.9 * min((update - 30) / 10, 1.0))
+
+    assert sorted(logged) == [5, 10, 15, 20, 25, 30, 35, 40]
+    for step, value in logged.items():
+        assert value == pytest.approx(expected(step + 1), rel=1e-5), step
+    assert logged[30] < logged[25] == pytest.approx(1e-3)
+    assert logged[40] == pytest.approx(1e-4, rel=1e-5)
