@@ -24,6 +24,12 @@ Engines (`--engine`): each run is a `run_rl.py train` subprocess with `--threads
     python scripts/sweep.py table --out runs/sweep          # table.csv, table.json, table.md, curves_*.png
     python scripts/sweep.py table --out runs/sweep --docs docs --splice docs/RESULTS.md   # ... into the docs too
     python scripts/sweep.py rescore --out runs/sweep --targets data_max   # final weights at the data's best return
+    python scripts/sweep.py archive --out runs/sweep --to results/sweep   # the runs' records, without weights
+
+A sweep longer than one sitting can be carried in its records: `archive` copies what `table` reads of each finished
+run (results.json, evals.jsonl, dataset.json, config.yaml; no weights) to a small folder worth keeping; copied back
+under OUT (`cp -r results/sweep/. runs/sweep/`), those runs count as finished and `run` trains only the rest, on
+the same datasets (a rebuilt dataset with other content sets them aside as stale, as for any run).
 
 `--recipe NAME` layers configs/NAME.yaml onto every agent but `dt`, which keeps DT's own recipe (configs/dt.yaml):
 with `--recipe cpu-budget` the attention ablation and the recurrent backbones train on the CPU recipe while dt keeps
@@ -59,7 +65,11 @@ from envs.scores import normalized_score  # noqa: E402
 
 #: Keys a sweep's --set does not change for the `dt` agent (configs/dt.yaml: DT as Chen et al. ran it): its tokens,
 #: acting and optimisation schedule. Budgets, evaluation and the like (--set time_budget_min=...) still apply.
-DT_FIXED = ("layout", "acting_mode", "backbone", "lr", "warmup_steps", "lr_schedule", "min_lr_ratio")
+DT_FIXED = (
+    "layout", "acting_mode", "backbone", "lr", "warmup_steps", "lr_schedule", "min_lr_ratio", "decay_fraction",
+)  # fmt: skip
+#: The files of a finished run that `table` reads: what `archive` keeps (a few KB a run, no weights).
+RECORD_FILES = ("results.json", "evals.jsonl", "dataset.json", "config.yaml")
 #: Agents in table order: DT first, then attention (the `transformer` backbone on the sweep's own settings), then
 #: the recurrent backbones.
 AGENTS = ("dt", "transformer", "mingru", "minlstm", "gru", "lstm")
@@ -916,7 +926,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="evaluate nothing: rebuild the table from the rescores already there")  # fmt: skip
     q.add_argument("--splice", metavar="FILE", action="append", default=[],
                    help="also replace the block <!-- rescore-NAME --> ... <!-- /rescore-NAME --> in FILE")  # fmt: skip
+    v = sub.add_parser("archive", help="copy each finished run's records (no weights) to another folder")
+    v.add_argument("--out", required=True)
+    v.add_argument("--to", required=True, help="the folder to copy into, laid out as OUT")
     a = ap.parse_args(argv)
+    if a.cmd == "archive":
+        runs = archive_runs(Path(a.out), Path(a.to))
+        print(f"archived {len(runs)} runs' records to {a.to}")
+        return
     if a.cmd == "rescore":
         name = a.name or "_".join(a.targets)
         if not a.table_only:
@@ -958,6 +975,27 @@ def main(argv: list[str] | None = None) -> None:
             if (out / "time_to_score.md").exists():
                 if splice(Path(f), (out / "time_to_score.md").read_text(), f"{a.splice_name}-time", missing_ok=True):
                     print(f"updated the time-to-score table in {f}")
+
+
+def archive_runs(out: Path, to: Path) -> list[Path]:
+    """Copy RECORD_FILES of every finished run under ``out`` to the same place under ``to``; the run folders
+    written. A record already in ``to`` that differs from the run's is an error (nothing is overwritten)."""
+    written = []
+    for res in sorted(out.glob("*/*/seed*/results.json")):
+        rd = res.parent
+        dest = to / rd.relative_to(out)
+        for name in RECORD_FILES:
+            src, dst = rd / name, dest / name
+            if not src.is_file():
+                continue
+            if dst.exists():
+                if dst.read_bytes() != src.read_bytes():
+                    raise SystemExit(f"{dst} exists and differs from {src}; archive into an empty folder")
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+        written.append(dest)
+    return written
 
 
 def rescore_runs(

@@ -201,15 +201,52 @@ def test_dt_agent_is_dt_whatever_the_sweep_sets():
     import run_rl
 
     cmd = sweep.train_command(Path("/tmp/x"), "hopper-medium", "dt", 0, 100, 1,
-                              ["layout=stacked", "lr=0.0003", "lr_schedule=cosine", "time_budget_min=4"],
+                              ["layout=stacked", "lr=0.0003", "lr_schedule=wsd", "decay_fraction=0.3",
+                               "time_budget_min=4"],
                               ["acting_mode=recurrent"])  # fmt: skip
     argv = cmd[cmd.index("train") :]
     cfg = run_rl.resolve_train_config(run_rl.parse_args(argv))
     assert (cfg.backbone, cfg.layout, cfg.acting_mode) == ("transformer", "interleaved", "window")
     assert (cfg.lr, cfg.warmup_steps, cfg.lr_schedule) == (1e-4, 10_000, "constant")  # DT's schedule
+    assert cfg.decay_fraction == 0.2  # the default, not the sweep's 0.3
     assert cfg.time_budget_min == 4 and cfg.dataset == "minari:minrnn/hopper/medium-v0"  # shared budget, dataset
     assert sweep.backbones_in([{"backbone": b} for b in ("mingru", "transformer", "dt")]) == [
         "dt",
         "transformer",
         "mingru",
     ]
+
+
+def test_archive_keeps_the_records_a_table_needs_and_they_count_as_finished(tmp_path):
+    """archive copies results, evals, dataset and config of finished runs (no weights, no unfinished runs); a table
+    made from the archive is the table made from the runs; copied back, the runs are not trained again; a
+    differing record already in the archive is an error, not overwritten."""
+    runs, kept = tmp_path / "runs", tmp_path / "kept"
+    _fake_run(runs, "hopper-medium", "mingru", 0, [10.0, 30.0])
+    _fake_run(runs, "walker2d-medium", "minlstm", 1, [5.0, 7.0])
+    for rd in (sweep.run_dir(runs, "hopper-medium", "mingru", 0), sweep.run_dir(runs, "walker2d-medium", "minlstm", 1)):
+        (rd / "config.yaml").write_text("budget_clock: cpu\n")
+        (rd / "checkpoints" / "step_0000002").mkdir(parents=True)
+        (rd / "checkpoints" / "step_0000002" / "model.safetensors").write_bytes(b"weights")
+    unfinished = sweep.run_dir(runs, "hopper-medium", "mingru", 1)
+    (unfinished / "checkpoints").mkdir(parents=True)
+
+    sweep.main(["archive", "--out", str(runs), "--to", str(kept)])
+    files = sorted(str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file())
+    assert files == sorted(
+        f"{run}/{name}"
+        for run in ("hopper-medium/mingru/seed0", "walker2d-medium/minlstm/seed1")
+        for name in ("results.json", "evals.jsonl", "dataset.json", "config.yaml")
+    )
+    assert sweep.write_table(kept) == sweep.write_table(runs)
+    sweep.main(["archive", "--out", str(runs), "--to", str(kept)])  # the same records again: nothing to do
+
+    restored = tmp_path / "restored"
+    sweep.archive_runs(kept, restored)
+    cells = [("hopper-medium", "mingru", 0), ("hopper-medium", "mingru", 1)]
+    assert [c for c in cells if not (sweep.run_dir(restored, *c) / "results.json").exists()] == [cells[1]]
+
+    (kept / "hopper-medium" / "mingru" / "seed0" / "evals.jsonl").write_text("{}\n")
+    with pytest.raises(SystemExit, match="exists and differs"):
+        sweep.archive_runs(runs, kept)
+    assert (kept / "hopper-medium" / "mingru" / "seed0" / "evals.jsonl").read_text() == "{}\n"
