@@ -304,13 +304,18 @@ def test_optimizer_fits_either_mode_and_checkpoints_plain_floats() -> None:
     assert type(sched.get_last_lr()[0]) is float and sched.get_last_lr()[0] == pytest.approx(1e-3)
 
 
-def test_cosine_schedule_decays_to_the_floor(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
-    """train/lr follows warm-up then cosine, written out here: lr * (r + (1 - r) * (1 + cos(pi * p)) / 2)."""
-    cfg = tiny_config(steps=40, warmup_steps=10, lr=1e-3, lr_schedule="cosine", min_lr_ratio=0.1, log_every=5)
+def _logged_lr(cfg: TrainConfig, tmp_path: Path) -> dict[int, float]:
+    """Train ``cfg`` and read train/lr back from its TensorBoard file: {step: rate the next update uses}."""
     train(cfg, tmp_path / "run")
     acc = EventAccumulator(str(tmp_path / "run" / "tb"))
     acc.Reload()
-    logged = {e.step: e.value for e in acc.Scalars("train/lr")}
+    return {e.step: e.value for e in acc.Scalars("train/lr")}
+
+
+def test_cosine_schedule_decays_to_the_floor(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    """train/lr follows warm-up then cosine, written out here: lr * (r + (1 - r) * (1 + cos(pi * p)) / 2)."""
+    cfg = tiny_config(steps=40, warmup_steps=10, lr=1e-3, lr_schedule="cosine", min_lr_ratio=0.1, log_every=5)
+    logged = _logged_lr(cfg, tmp_path)
 
     def expected(update: int) -> float:  # the rate used by the update numbered `update` (1-based)
         if update < 10:
@@ -329,10 +334,7 @@ def test_wsd_schedule_holds_then_decays_linearly(tiny_config: Callable[..., Trai
     line to lr * r at the last update."""
     cfg = tiny_config(steps=40, warmup_steps=10, lr=1e-3, lr_schedule="wsd", decay_fraction=0.25,
                       min_lr_ratio=0.1, log_every=5)  # fmt: skip
-    train(cfg, tmp_path / "run")
-    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
-    acc.Reload()
-    logged = {e.step: e.value for e in acc.Scalars("train/lr")}
+    logged = _logged_lr(cfg, tmp_path)
 
     def expected(update: int) -> float:  # the rate used by the update numbered `update` (1-based)
         if update < 10:
