@@ -129,7 +129,7 @@ class TrainConfig:
         "lr * min_lr_ratio over the last decay_fraction of the run, measured the same way)",
     )
     min_lr_ratio: float = _field(0.1, "lr_schedule=cosine or wsd: the final learning rate as a fraction of lr")
-    decay_fraction: float = _field(0.2, "lr_schedule=wsd: the closing fraction of the run (steps or budget) that decays")
+    decay_fraction: float = _field(0.2, "lr_schedule=wsd: the last fraction of the run (steps or budget), which decays")
     grad_clip: float = _field(0.25, "max global grad norm; 0 disables clipping (DT: 0.25)")
     loss_reduction: str = _field(
         "mean",

@@ -40,6 +40,18 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
     run_dir = Path(run_dir)
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: pick one")
+    if run_dir.is_symlink():
+        target = os.readlink(run_dir)
+        if not run_dir.exists():
+            raise FileNotFoundError(
+                f"run directory {str(run_dir)!r} is a link to {target!r}, which does not exist; restore its target "
+                "or remove the link, or choose another --out"
+            )
+        if overwrite:
+            raise FileExistsError(
+                f"run directory {str(run_dir)!r} is a link to {target!r}; --overwrite does not delete through a "
+                "link: remove the link, or pass its target as --out"
+            )
     exists = run_dir.exists() and any(run_dir.iterdir()) if run_dir.is_dir() else run_dir.exists()
     if resume:
         if not (run_dir / "checkpoints" / "latest").is_file():

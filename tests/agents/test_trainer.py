@@ -134,6 +134,25 @@ def test_run_dir_is_never_overwritten(tmp_path: Path) -> None:
     assert not (run / "precious.txt").exists()
 
 
+def test_linked_run_dir_is_refused_not_followed(tmp_path: Path) -> None:
+    """A link to a missing folder is named as such (not "File exists"); --overwrite never deletes through a link."""
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    with pytest.raises(FileNotFoundError, match="is a link to .*gone.*, which does not exist; restore its target"):
+        prepare_run_dir(dangling, resume=False, overwrite=True)
+    assert dangling.is_symlink() and not (tmp_path / "gone").exists()
+    target = tmp_path / "kept"
+    target.mkdir()
+    (target / "precious.txt").write_text("keep")
+    linked = tmp_path / "linked"
+    linked.symlink_to(target)
+    with pytest.raises(FileExistsError, match="--overwrite does not delete through a link"):
+        prepare_run_dir(linked, resume=False, overwrite=True)
+    assert (target / "precious.txt").read_text() == "keep" and linked.is_symlink()
+    with pytest.raises(FileExistsError, match="already exists; pass --resume"):
+        prepare_run_dir(linked, resume=False, overwrite=False)
+
+
 def test_unwritable_run_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
