@@ -27,9 +27,9 @@ Engines (`--engine`): each run is a `run_rl.py train` subprocess with `--threads
     python scripts/sweep.py archive --out runs/sweep --to results/sweep   # the runs' records, without weights
 
 A sweep longer than one sitting can be carried in its records: `archive` copies what `table` reads of each finished
-run (results.json, evals.jsonl, dataset.json, config.yaml; no weights) to a small folder worth keeping; copied back
-under OUT (`cp -r results/sweep/. runs/sweep/`), those runs count as finished and `run` trains only the rest, on
-the same datasets (a rebuilt dataset with other content sets them aside as stale, as for any run).
+run (results.json, evals.jsonl, dataset.json, config.yaml, rescores' results; no weights) to a small folder worth
+keeping; copied back under OUT (`cp -r results/sweep/. runs/sweep/`), those runs count as finished and `run` trains
+only the rest, on the same datasets (a rebuilt dataset with other content sets them aside as stale, as for any run).
 
 `--recipe NAME` layers configs/NAME.yaml onto every agent but `dt`, which keeps DT's own recipe (configs/dt.yaml):
 with `--recipe cpu-budget` the attention ablation and the recurrent backbones train on the CPU recipe while dt keeps
@@ -68,8 +68,9 @@ from envs.scores import normalized_score  # noqa: E402
 DT_FIXED = (
     "layout", "acting_mode", "backbone", "lr", "warmup_steps", "lr_schedule", "min_lr_ratio", "decay_fraction",
 )  # fmt: skip
-#: The files of a finished run that `table` reads: what `archive` keeps (a few KB a run, no weights).
-RECORD_FILES = ("results.json", "evals.jsonl", "dataset.json", "config.yaml")
+#: The files of a finished run that `table` and `rescore --table-only` read: what `archive` keeps (a few KB a run,
+#: no weights). Patterns relative to the run directory.
+RECORD_FILES = ("results.json", "evals.jsonl", "dataset.json", "config.yaml", "evals/rescore-*/results.json")
 #: Agents in table order: DT first, then attention (the `transformer` backbone on the sweep's own settings), then
 #: the recurrent backbones.
 AGENTS = ("dt", "transformer", "mingru", "minlstm", "gru", "lstm")
@@ -984,10 +985,8 @@ def archive_runs(out: Path, to: Path) -> list[Path]:
     for res in sorted(out.glob("*/*/seed*/results.json")):
         rd = res.parent
         dest = to / rd.relative_to(out)
-        for name in RECORD_FILES:
-            src, dst = rd / name, dest / name
-            if not src.is_file():
-                continue
+        for src in sorted(p for pattern in RECORD_FILES for p in rd.glob(pattern) if p.is_file()):
+            dst = dest / src.relative_to(rd)
             if dst.exists():
                 if dst.read_bytes() != src.read_bytes():
                     raise SystemExit(f"{dst} exists and differs from {src}; archive into an empty folder")

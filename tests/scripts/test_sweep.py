@@ -228,15 +228,22 @@ def test_archive_keeps_the_records_a_table_needs_and_they_count_as_finished(tmp_
         (rd / "config.yaml").write_text("budget_clock: cpu\n")
         (rd / "checkpoints" / "step_0000002").mkdir(parents=True)
         (rd / "checkpoints" / "step_0000002" / "model.safetensors").write_bytes(b"weights")
+    rescore = sweep.run_dir(runs, "hopper-medium", "mingru", 0) / "evals" / "rescore-data_max"
+    rescore.mkdir(parents=True)
+    (rescore / "results.json").write_text(json.dumps({"normalized_score_mean": 40.0, "target_return": 3000.0}))
+    (rescore / "episodes.csv").write_text("not a record")
     unfinished = sweep.run_dir(runs, "hopper-medium", "mingru", 1)
     (unfinished / "checkpoints").mkdir(parents=True)
 
     sweep.main(["archive", "--out", str(runs), "--to", str(kept)])
     files = sorted(str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file())
     assert files == sorted(
-        f"{run}/{name}"
-        for run in ("hopper-medium/mingru/seed0", "walker2d-medium/minlstm/seed1")
-        for name in ("results.json", "evals.jsonl", "dataset.json", "config.yaml")
+        [
+            f"{run}/{name}"
+            for run in ("hopper-medium/mingru/seed0", "walker2d-medium/minlstm/seed1")
+            for name in ("results.json", "evals.jsonl", "dataset.json", "config.yaml")
+        ]
+        + ["hopper-medium/mingru/seed0/evals/rescore-data_max/results.json"]
     )
     assert sweep.write_table(kept) == sweep.write_table(runs)
     sweep.main(["archive", "--out", str(runs), "--to", str(kept)])  # the same records again: nothing to do
