@@ -68,7 +68,7 @@ from envs.scores import normalized_score  # noqa: E402
 DT_FIXED = (
     "layout", "acting_mode", "backbone", "lr", "warmup_steps", "lr_schedule", "min_lr_ratio", "decay_fraction",
 )  # fmt: skip
-#: The files of a finished run that `table` and `rescore --table-only` read: what `archive` keeps (a few KB a run,
+#: The files of a finished run that `table` and `rescore --table-only` read: what `archive` keeps (~40 KB a run,
 #: no weights). Patterns relative to the run directory.
 RECORD_FILES = ("results.json", "evals.jsonl", "dataset.json", "config.yaml", "evals/rescore-*/results.json")
 #: Agents in table order: DT first, then attention (the `transformer` backbone on the sweep's own settings), then
