@@ -980,21 +980,29 @@ def main(argv: list[str] | None = None) -> None:
 
 def archive_runs(out: Path, to: Path) -> list[Path]:
     """Copy RECORD_FILES of every finished run under ``out`` to the same place under ``to``; the run folders
-    written. A record already in ``to`` that differs from the run's is an error (nothing is overwritten)."""
-    written = []
+    written. All or nothing: if any record already in ``to`` differs from the run's, exit listing every such file
+    before copying anything (nothing is overwritten)."""
+    copies, conflicts, runs = [], [], []
     for res in sorted(out.glob("*/*/seed*/results.json")):
         rd = res.parent
         dest = to / rd.relative_to(out)
+        runs.append(dest)
         for src in sorted(p for pattern in RECORD_FILES for p in rd.glob(pattern) if p.is_file()):
             dst = dest / src.relative_to(rd)
-            if dst.exists():
-                if dst.read_bytes() != src.read_bytes():
-                    raise SystemExit(f"{dst} exists and differs from {src}; archive into an empty folder")
-                continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-        written.append(dest)
-    return written
+            if not dst.exists():
+                copies.append((src, dst))
+            elif dst.read_bytes() != src.read_bytes():
+                conflicts.append(dst)
+    if conflicts:
+        listed = "\n  ".join(str(c) for c in conflicts)
+        raise SystemExit(
+            f"{len(conflicts)} record(s) in {to} exist and differ from the runs' (nothing was copied):\n  {listed}\n"
+            "archive into an empty folder, or move those runs' records aside first"
+        )
+    for src, dst in copies:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    return runs
 
 
 def rescore_runs(
@@ -1054,7 +1062,7 @@ def rescore_table(out: Path, name: str) -> str:
         per_run.append({"config": r["config"], "backbone": r["backbone"], "seed": r["seed"], "last": r["last"],
                         "rescored": new["normalized_score_mean"],
                         "per_target": {t: x["normalized_mean"] for t, x in new["per_target"].items()}})  # fmt: skip
-    lines = [f"| dataset | data | target: run's → {name} | " + " | ".join(backbones) + " |",
+    lines = [f"| dataset | data | target: run's → rescore's ({name}) | " + " | ".join(backbones) + " |",
              "|---|---|---|" + "---|" * len(backbones)]  # fmt: skip
     for c in configs:
         row = []

@@ -220,7 +220,7 @@ def test_dt_agent_is_dt_whatever_the_sweep_sets():
 def test_archive_keeps_the_records_a_table_needs_and_they_count_as_finished(tmp_path):
     """archive copies results, evals, dataset and config of finished runs (no weights, no unfinished runs); a table
     made from the archive is the table made from the runs; copied back, the runs are not trained again; a
-    differing record already in the archive is an error, not overwritten."""
+    differing record already in the archive is an error that copies nothing and overwrites nothing."""
     runs, kept = tmp_path / "runs", tmp_path / "kept"
     _fake_run(runs, "hopper-medium", "mingru", 0, [10.0, 30.0])
     _fake_run(runs, "walker2d-medium", "minlstm", 1, [5.0, 7.0])
@@ -254,6 +254,9 @@ def test_archive_keeps_the_records_a_table_needs_and_they_count_as_finished(tmp_
     assert [c for c in cells if not (sweep.run_dir(restored, *c) / "results.json").exists()] == [cells[1]]
 
     (kept / "hopper-medium" / "mingru" / "seed0" / "evals.jsonl").write_text("{}\n")
-    with pytest.raises(SystemExit, match="exists and differs"):
+    (kept / "walker2d-medium" / "minlstm" / "seed1" / "config.yaml").unlink()
+    with pytest.raises(SystemExit, match="1 record.* exist and differ") as err:
         sweep.archive_runs(runs, kept)
+    assert "hopper-medium/mingru/seed0/evals.jsonl" in str(err.value)
     assert (kept / "hopper-medium" / "mingru" / "seed0" / "evals.jsonl").read_text() == "{}\n"
+    assert not (kept / "walker2d-medium" / "minlstm" / "seed1" / "config.yaml").exists()  # nothing copied
