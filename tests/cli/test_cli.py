@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import run_rl
@@ -92,6 +93,31 @@ def test_datasets_lists_local_minari(minari_datasets: Any, capsys: pytest.Captur
     assert code == 0 and minari_datasets.ours_id in out
     code, out, _ = run_main(["datasets", "--inspect", f"minari:{minari_datasets.ours_id}"], capsys)
     assert code == 0 and json.loads(out)["env_id"] == "Hopper-v5"
+
+
+def test_datasets_export_writes_a_d4rl_file_and_keeps_an_existing_one(
+    minari_datasets: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import h5py
+
+    path = tmp_path / "hopper-tiny.hdf5"
+    code, out, _ = run_main(["datasets", "--export", f"minari:{minari_datasets.ours_id}", str(path)], capsys)
+    assert code == 0 and f"d4rl:{path}" in out
+    rollouts = minari_datasets.rollouts  # the independent reference: the steps that were rolled out
+    with h5py.File(path) as f:
+        np.testing.assert_allclose(f["actions"][:], np.concatenate([r.actions for r in rollouts]))
+        np.testing.assert_allclose(f["rewards"][:], np.concatenate([r.rewards for r in rollouts]))
+        np.testing.assert_array_equal(f["terminals"][:].sum(), sum(r.terminated for r in rollouts))
+    code, out, _ = run_main(["datasets", "--inspect", f"d4rl:{path}"], capsys)
+    assert code == 0 and json.loads(out)["episodes"] == len(rollouts)
+
+    path.write_bytes(b"mine")
+    code, _, err = run_main(["datasets", "--export", f"minari:{minari_datasets.ours_id}", str(path)], capsys)
+    assert code != 0 and "exists" in err and "--overwrite" in err and path.read_bytes() == b"mine"
+    code, _, _ = run_main(
+        ["datasets", "--export", f"minari:{minari_datasets.ours_id}", str(path), "--overwrite"], capsys
+    )
+    assert code == 0 and h5py.is_hdf5(path)
 
 
 def test_bench_agents_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
