@@ -388,8 +388,9 @@ def build_datasets_parser(sub: Any) -> Parser:
         description="List the Minari datasets found locally, or summarise one dataset spec.",
     )
     p.add_argument("--root", help="datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)")
-    p.add_argument("--inspect", metavar="SPEC", help="summarise one dataset, e.g. d4rl:/data/hopper.hdf5")
-    p.add_argument(
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--inspect", metavar="SPEC", help="summarise one dataset, e.g. d4rl:/data/hopper.hdf5")
+    what.add_argument(
         "--export",
         nargs=2,
         metavar=("SPEC", "FILE"),
