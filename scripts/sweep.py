@@ -25,6 +25,7 @@ Engines (`--engine`): each run is a `run_rl.py train` subprocess with `--threads
     python scripts/sweep.py table --out runs/sweep --docs docs --splice docs/RESULTS.md   # ... into the docs too
     python scripts/sweep.py rescore --out runs/sweep --targets data_max   # final weights at the data's best return
     python scripts/sweep.py archive --out runs/sweep --to results/sweep   # the runs' records, without weights
+    python scripts/sweep.py table --out results/sweep --no-check-data --to runs/tables   # tabulate an archive
 
 A sweep longer than one sitting can be carried in its records: `archive` copies what `table` reads of each finished
 run (results.json, evals.jsonl, dataset.json, config.yaml, rescores' results; no weights) to a small folder worth
@@ -584,14 +585,17 @@ def time_to_score_md(tts: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(out: Path) -> str:
+def write_table(out: Path, to: Path | None = None) -> str:
     """Write table.csv (per run), table.json ({"runs": per run, "time_to_score": see :func:`time_to_score`}) and
     table.md (mean ± std over seeds of the last evaluation, the primary score; the best; the mean of the last three;
-    then the last score at each evaluation target); time_to_score.md when the runs recorded update minutes."""
+    then the last score at each evaluation target); time_to_score.md when the runs recorded update minutes. All of
+    it, the plots too, goes into ``to`` (default: ``out``), so an archive of records can be tabulated unchanged."""
     rows = read_runs(out)
     if not rows:
         print("no finished runs yet")
         return ""
+    out = to or out
+    out.mkdir(parents=True, exist_ok=True)
     flat = [{k: v for k, v in r.items() if k not in ("curve", "time_curve", "last_per_target")} for r in rows]
     targets = sorted({t for r in rows for t in r["last_per_target"]}, key=float, reverse=True)
     for r, f in zip(rows, flat, strict=True):
@@ -888,6 +892,11 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("table", help="rebuild table.md/csv/json and the curves from finished runs")
     t.add_argument("--out", required=True)
     t.add_argument(
+        "--to",
+        metavar="DIR",
+        help="write the tables and plots into DIR instead of OUT (e.g. when OUT is an archive of records)",
+    )
+    t.add_argument(
         "--no-check-data",
         dest="check_data",
         action="store_false",
@@ -966,15 +975,16 @@ def main(argv: list[str] | None = None) -> None:
         if a.check_data:
             cells = existing_cells(out)
             set_aside_stale(out, cells, current_data(sorted({c for c, _, _ in cells}), []))
-        write_table(out)
+        tables = Path(a.to) if a.to else out
+        write_table(out, tables)
         if a.docs:
-            for p in publish(out, Path(a.docs)):
+            for p in publish(tables, Path(a.docs)):
                 print(f"wrote {p}")
         for f in a.splice:
-            splice(Path(f), (out / "table.md").read_text(), a.splice_name)
+            splice(Path(f), (tables / "table.md").read_text(), a.splice_name)
             print(f"updated the table in {f}")
-            if (out / "time_to_score.md").exists():
-                if splice(Path(f), (out / "time_to_score.md").read_text(), f"{a.splice_name}-time", missing_ok=True):
+            if (tables / "time_to_score.md").exists():
+                if splice(Path(f), (tables / "time_to_score.md").read_text(), f"{a.splice_name}-time", missing_ok=True):
                     print(f"updated the time-to-score table in {f}")
 
 

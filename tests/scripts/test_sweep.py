@@ -219,8 +219,9 @@ def test_dt_agent_is_dt_whatever_the_sweep_sets():
 
 def test_archive_keeps_the_records_a_table_needs_and_they_count_as_finished(tmp_path):
     """archive copies results, evals, dataset and config of finished runs (no weights, no unfinished runs); a table
-    made from the archive is the table made from the runs; copied back, the runs are not trained again; a
-    differing record already in the archive is an error that copies nothing and overwrites nothing."""
+    made from the archive (into another folder, leaving the archive as it was) is the table made from the runs;
+    copied back, the runs are not trained again; a differing record already in the archive is an error that copies
+    nothing and overwrites nothing."""
     runs, kept = tmp_path / "runs", tmp_path / "kept"
     _fake_run(runs, "hopper-medium", "mingru", 0, [10.0, 30.0])
     _fake_run(runs, "walker2d-medium", "minlstm", 1, [5.0, 7.0])
@@ -245,7 +246,11 @@ def test_archive_keeps_the_records_a_table_needs_and_they_count_as_finished(tmp_
         ]
         + ["hopper-medium/mingru/seed0/evals/rescore-data_max/results.json"]
     )
-    assert sweep.write_table(kept) == sweep.write_table(runs)
+    tables = tmp_path / "tables"
+    sweep.main(["table", "--out", str(kept), "--no-check-data", "--to", str(tables)])
+    assert sorted(str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file()) == files  # the archive untouched
+    assert (tables / "table.md").read_text() == sweep.write_table(runs)
+    assert (tables / "curves_hopper-medium.png").stat().st_size > 1000
     sweep.main(["archive", "--out", str(runs), "--to", str(kept)])  # the same records again: nothing to do
 
     restored = tmp_path / "restored"
