@@ -594,18 +594,18 @@ def write_table(out: Path, to: Path | None = None) -> str:
     if not rows:
         print("no finished runs yet")
         return ""
-    out = to or out
-    out.mkdir(parents=True, exist_ok=True)
+    dest = to or out
+    dest.mkdir(parents=True, exist_ok=True)
     flat = [{k: v for k, v in r.items() if k not in ("curve", "time_curve", "last_per_target")} for r in rows]
     targets = sorted({t for r in rows for t in r["last_per_target"]}, key=float, reverse=True)
     for r, f in zip(rows, flat, strict=True):
         f.update({f"last@{t}": r["last_per_target"].get(t) for t in targets})
-    with open(out / "table.csv", "w", newline="") as f:
+    with open(dest / "table.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(flat[0]))
         w.writeheader()
         w.writerows(flat)
     tts = time_to_score(rows)
-    (out / "table.json").write_text(json.dumps({"runs": rows, "time_to_score": tts}, indent=1))
+    (dest / "table.json").write_text(json.dumps({"runs": rows, "time_to_score": tts}, indent=1))
 
     configs = sorted({r["config"] for r in rows}, key=config_order)
     backbones = backbones_in(rows)
@@ -671,14 +671,14 @@ def write_table(out: Path, to: Path | None = None) -> str:
     )
     lines += per_target_md(rows, configs, backbones, data)
     md = "\n".join(lines) + "\n"
-    (out / "table.md").write_text(md)
-    plot_curves(rows, out)
-    plot_scores(rows, out)
+    (dest / "table.md").write_text(md)
+    plot_curves(rows, dest)
+    plot_scores(rows, dest)
     print(md)
     if tts:
         tmd = time_to_score_md(tts)
-        (out / "time_to_score.md").write_text(tmd)
-        plot_time_curves([r for r in rows if r["time_curve"]], out, _clock_text(tts["clock"]).split(" (")[0])
+        (dest / "time_to_score.md").write_text(tmd)
+        plot_time_curves([r for r in rows if r["time_curve"]], dest, _clock_text(tts["clock"]).split(" (")[0])
         print(tmd)
     return md
 
