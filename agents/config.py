@@ -116,6 +116,11 @@ class TrainConfig:
         "backbone Linear init: 'gpt2' (N(0, 0.02), zero bias, as DT's GPT-2 and d3rlpy), 'default' (PyTorch's), "
         "'auto' = gpt2 for the transformer, default for the recurrent backbones",
     )
+    forget_bias: float = _field(
+        0.0,
+        "minlstm only: added to the forget gate's bias at init; > 0 starts the cell remembering longer (the "
+        "official code's forget_bias_init_scale, BorealisAI/minRNNs models/minRNNs.py)",
+    )
     # --- optimisation ---
     steps: int = _field(100_000, "gradient updates (DT: 100k)")
     batch_size: int = _field(64, "windows per update (DT: 64)")
@@ -358,6 +363,16 @@ class TrainConfig:
             )
         if self.backbone == "transformer" and self.train_mode == "burn_in":
             raise ValueError("train_mode='burn_in' needs a recurrent backbone; use 'window' for the transformer")
+        if self.forget_bias and self.backbone != "minlstm":
+            raise ValueError(
+                f"forget_bias={self.forget_bias} only applies to backbone 'minlstm' (got {self.backbone!r}); "
+                "drop it or set --backbone minlstm"
+            )
+        if self.forget_bias and self.resolved_backbone_init() == "gpt2":
+            raise ValueError(
+                "forget_bias is added to the default initialisation, and backbone_init='gpt2' zeroes every bias; "
+                "use backbone_init='default' (or 'auto') with forget_bias"
+            )
         if self.train_mode == "burn_in" and self.burn_in < 1:
             raise ValueError(f"train_mode='burn_in' needs burn_in >= 1, got {self.burn_in}")
         return self

@@ -65,7 +65,7 @@ def build_model(
         obs_dim, act_dim, backbone=cfg.backbone, layout=cfg.layout, dim=cfg.dim, depth=cfg.depth,
         dropout=cfg.dropout, max_ep_len=cfg.max_ep_len, rtg_scale=cfg.rtg_scale, state_mean=state_mean,
         state_std=state_std, backbone_init=cfg.resolved_backbone_init(), n_heads=cfg.n_heads, backend=cfg.scan_backend,
-        activation=cfg.resolved_activation(),
+        activation=cfg.resolved_activation(), **({"forget_bias": cfg.forget_bias} if cfg.forget_bias else {}),
     )  # fmt: skip
 
 

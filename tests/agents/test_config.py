@@ -88,6 +88,7 @@ def test_unknown_key_suggests_and_lists() -> None:
         ("target_returns=abc", r"expects a list of numbers"),
         ("target_returns=[datamax]", r"expects a list of numbers or 'data_max', e.g. \[3600, 1800\] or \[data_max\]"),
         ("key_without_value", r"must look like key=value"),
+        ("forget_bias=1", r"forget_bias=1.0 only applies to backbone 'minlstm' \(got 'mingru'\)"),
     ],
 )
 def test_bad_values(override: str, match: str) -> None:
@@ -101,6 +102,11 @@ def test_recurrent_acting_needs_recurrent_backbone() -> None:
         load_config(None, ["backbone=transformer", "acting_mode=recurrent"])
     with pytest.raises(ValueError, match="train_mode='burn_in' needs a recurrent backbone"):
         load_config(None, ["backbone=transformer", "train_mode=burn_in"])
+
+
+def test_forget_bias_refuses_an_init_that_zeroes_it() -> None:
+    with pytest.raises(ValueError, match="backbone_init='gpt2' zeroes every bias"):
+        load_config(None, ["backbone=minlstm", "forget_bias=1", "backbone_init=gpt2"])
 
 
 def test_missing_and_invalid_files(tmp_path: Path) -> None:

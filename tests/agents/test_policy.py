@@ -207,6 +207,23 @@ def test_backbone_init_gpt2_draws_the_backbone_from_n002_and_auto_picks_it_for_a
     assert TrainConfig(backbone="mingru", backbone_init="gpt2").resolved_backbone_init() == "gpt2"
 
 
+def test_forget_bias_shifts_only_the_minlstm_forget_gate_bias() -> None:
+    """forget_bias adds to the first H entries of each minLSTM projection bias (k_f, then k_i, k_h), nothing else."""
+    from agents.config import TrainConfig
+    from agents.trainer import build_model
+
+    torch.manual_seed(0)
+    base = build_model(TrainConfig(backbone="minlstm", dim=16), obs_dim=11, act_dim=3).state_dict()
+    torch.manual_seed(0)
+    biased = build_model(TrainConfig(backbone="minlstm", dim=16, forget_bias=1.5), obs_dim=11, act_dim=3).state_dict()
+    shifted = [k for k in base if not torch.equal(base[k], biased[k])]
+    assert shifted == [f"backbone.blocks.{i}.mixer.rnn.proj.bias" for i in range(3)]
+    for k in shifted:
+        diff = biased[k] - base[k]
+        torch.testing.assert_close(diff[:16], torch.full((16,), 1.5))
+        assert not diff[16:].any()
+
+
 def test_activation_auto_gives_attention_dts_relu_and_old_checkpoints_stay_gelu() -> None:
     from agents.config import TrainConfig, config_from_dict
     from agents.trainer import build_model
