@@ -11,6 +11,9 @@ Two layouts:
   output, so a causal backbone never sees a_t before predicting it.
 - ``stacked``: one token per step embedding (R_t, s_t, a_{t-1}) jointly; a_t is read at that token's output.
   Sequences are 3x shorter. a_{t-1} of a window's first step is ``prev_action`` (zeros by default, also at t=0).
+  With ``rtg_embed="layernorm"`` R_t gets its own Linear and LayerNorm, added to the Linear of (s_t, a_{t-1}):
+  its share of the token is then bounded, as it is in DT's separate R token, so a target far above the data's
+  returns cannot drown the state in the token's LayerNorm (with the joint Linear it grows with R_t).
 
 The model takes *raw* states and returns-to-go: the dataset's state mean/std and the RTG scale are buffers
 stored with the weights, so a checkpoint carries its own normalisation.
@@ -32,7 +35,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from agents.config import LAYOUTS, tokens_per_step
+from agents.config import LAYOUTS, RTG_EMBEDS, tokens_per_step
 from minrnn import build_backbone
 
 __all__ = ["DecisionModel", "masked_mse"]
@@ -53,6 +56,8 @@ class DecisionModel(nn.Module):
             N(0, 0.02) with zero bias, as d3rlpy's DT does (models/torch/transformers.py, _init_weights) and as
             GPT-2 does (Hugging Face's GPT2Model, inside kzl/decision-transformer, also shrinks its residual
             projections to 0.02 / sqrt(2 * layers); we don't).
+        rtg_embed: stacked layout only: "joint" (one Linear over (R_t, s_t, a_{t-1})) or "layernorm" (R_t through
+            its own Linear and LayerNorm, added to a Linear over (s_t, a_{t-1})).
         **backbone_kwargs: forwarded to ``minrnn.build_backbone`` (e.g. n_heads, backend).
     """
 
@@ -70,11 +75,15 @@ class DecisionModel(nn.Module):
         state_mean: np.ndarray | Tensor | None = None,
         state_std: np.ndarray | Tensor | None = None,
         backbone_init: str = "default",
+        rtg_embed: str = "joint",
         **backbone_kwargs: Any,
     ) -> None:
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"layout={layout!r} is not valid; use 'interleaved' or 'stacked'")
+        if rtg_embed not in RTG_EMBEDS or (rtg_embed != "joint" and layout != "stacked"):
+            raise ValueError(f"rtg_embed={rtg_embed!r} is not valid for layout {layout!r}; use one of {RTG_EMBEDS} "
+                             "with layout 'stacked', 'joint' with 'interleaved'")  # fmt: skip
         self.obs_dim, self.act_dim, self.dim = obs_dim, act_dim, dim
         self.backbone_name, self.layout, self.max_ep_len = backbone, layout, max_ep_len
         self.interleaved = layout == "interleaved"
@@ -96,8 +105,11 @@ class DecisionModel(nn.Module):
             self.embed_return = nn.Linear(1, dim)
             self.embed_state = nn.Linear(obs_dim, dim)
             self.embed_action = nn.Linear(act_dim, dim)
-        else:
+        elif rtg_embed == "joint":
             self.embed_step = nn.Linear(1 + obs_dim + act_dim, dim)  # (R_t, s_t, a_{t-1}) jointly
+        else:
+            self.embed_step = nn.Linear(obs_dim + act_dim, dim)  # (s_t, a_{t-1})
+            self.embed_rtg = nn.Sequential(nn.Linear(1, dim), nn.LayerNorm(dim))
         self.embed_ln = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
         self.backbone = build_backbone(backbone, dim, depth, dropout=dropout, **backbone_kwargs)
@@ -119,6 +131,12 @@ class DecisionModel(nn.Module):
     def _time(self, timesteps: Tensor) -> Tensor:
         return self.embed_timestep(timesteps.long().clamp(0, self.max_ep_len - 1))
 
+    def _stacked(self, r: Tensor, s: Tensor, prev: Tensor) -> Tensor:
+        """The stacked token before the timestep: (..., 1), (..., obs), (..., act) -> (..., D)."""
+        if hasattr(self, "embed_rtg"):
+            return self.embed_step(torch.cat((s, prev), dim=-1)) + self.embed_rtg(r)
+        return self.embed_step(torch.cat((r, s, prev), dim=-1))
+
     def _finish(self, tokens: Tensor) -> Tensor:
         """LayerNorm then dropout on tokens (..., D), as DT's embed_ln and GPT-2's embedding dropout."""
         tokens = self.embed_ln(tokens)
@@ -138,7 +156,7 @@ class DecisionModel(nn.Module):
             return self._finish(tokens.reshape(B, 3 * T, self.dim))
         first = actions.new_zeros(B, 1, self.act_dim) if prev_action is None else prev_action.unsqueeze(1)
         prev = torch.cat((first, actions[:, :-1]), dim=1)  # (B, T, act): a_{t-1}
-        return self._finish(self.embed_step(torch.cat((r, s, prev), dim=-1)) + time)
+        return self._finish(self._stacked(r, s, prev) + time)
 
     # --- full-sequence forward -----------------------------------------------------------------------------
     def forward(
@@ -191,9 +209,7 @@ class DecisionModel(nn.Module):
             _, state = self.backbone.step(self._finish(self.embed_return(r) + time), state)
             y, state = self.backbone.step(self._finish(self.embed_state(s) + time), state)
         else:
-            y, state = self.backbone.step(
-                self._finish(self.embed_step(torch.cat((r, s, prev_action), dim=-1)) + time), state
-            )
+            y, state = self.backbone.step(self._finish(self._stacked(r, s, prev_action) + time), state)
         return self.predict_action(y), state
 
     def step_deferred(

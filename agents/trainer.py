@@ -20,7 +20,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 #: Config keys that fix the model's shape; a checkpoint can only be resumed or loaded with the same values.
-MODEL_KEYS: tuple[str, ...] = ("backbone", "layout", "dim", "depth", "n_heads", "max_ep_len")
+MODEL_KEYS: tuple[str, ...] = ("backbone", "layout", "rtg_embed", "dim", "depth", "n_heads", "max_ep_len")
 
 
 # --- model -----------------------------------------------------------------------------------------------------
@@ -64,8 +64,9 @@ def build_model(
     return DecisionModel(
         obs_dim, act_dim, backbone=cfg.backbone, layout=cfg.layout, dim=cfg.dim, depth=cfg.depth,
         dropout=cfg.dropout, max_ep_len=cfg.max_ep_len, rtg_scale=cfg.rtg_scale, state_mean=state_mean,
-        state_std=state_std, backbone_init=cfg.resolved_backbone_init(), n_heads=cfg.n_heads, backend=cfg.scan_backend,
-        activation=cfg.resolved_activation(), **({"forget_bias": cfg.forget_bias} if cfg.forget_bias else {}),
+        state_std=state_std, rtg_embed=cfg.rtg_embed, backbone_init=cfg.resolved_backbone_init(), n_heads=cfg.n_heads,
+        backend=cfg.scan_backend, activation=cfg.resolved_activation(),
+        **({"forget_bias": cfg.forget_bias} if cfg.forget_bias else {}),
     )  # fmt: skip
 
 
@@ -88,9 +89,13 @@ def _load_weights(model: torch.nn.Module, weights: dict[str, Tensor], where: Pat
 
 
 def check_same_model(cfg: TrainConfig, saved: dict[str, Any], where: str) -> None:
-    """ValueError naming every model-shaping key whose value differs from the checkpoint's."""
+    """ValueError naming every model-shaping key whose value differs from the checkpoint's (a key the checkpoint
+    predates counts as its default, which is what it was trained with)."""
+    default = asdict(TrainConfig())
     diff = [
-        f"{k}={getattr(cfg, k)!r} (checkpoint: {saved.get(k)!r})" for k in MODEL_KEYS if saved.get(k) != getattr(cfg, k)
+        f"{k}={getattr(cfg, k)!r} (checkpoint: {saved.get(k, default[k])!r})"
+        for k in MODEL_KEYS
+        if saved.get(k, default[k]) != getattr(cfg, k)
     ]
     if diff:
         raise ValueError(
