@@ -88,6 +88,8 @@ def test_unknown_key_suggests_and_lists() -> None:
         ("target_returns=abc", r"expects a list of numbers"),
         ("target_returns=[datamax]", r"expects a list of numbers or 'data_max', e.g. \[3600, 1800\] or \[data_max\]"),
         ("key_without_value", r"must look like key=value"),
+        ("rtg_embed=sum", r"rtg_embed='sum' is not valid; use one of \['joint', 'layernorm'\]"),
+        ("rtg_embed=layernorm", r"rtg_embed='layernorm' needs layout 'stacked'"),
         ("forget_bias=1", r"forget_bias=1.0 only applies to backbone 'minlstm' \(got 'mingru'\)"),
     ],
 )

@@ -16,10 +16,13 @@ ATOL = 1e-5
 
 
 def tiny_model(backbone: str, layout: str, seed: int = 0) -> DecisionModel:
+    """layout "stacked-ln" is the stacked layout with rtg_embed="layernorm"."""
     torch.manual_seed(seed)
     mean, std = np.linspace(-1, 1, OBS), np.linspace(0.5, 2, OBS)
+    layout, _, ln = layout.partition("-")
     model = DecisionModel(OBS, ACT, backbone=backbone, layout=layout, dim=16, depth=2, dropout=0.0,
-                          max_ep_len=64, rtg_scale=10.0, state_mean=mean, state_std=std)  # fmt: skip
+                          max_ep_len=64, rtg_scale=10.0, state_mean=mean, state_std=std,
+                          rtg_embed="layernorm" if ln else "joint")  # fmt: skip
     return model.eval()
 
 
@@ -46,7 +49,7 @@ def rtg_of(target: float, rewards: np.ndarray) -> np.ndarray:
     return (target - before).astype(np.float32)
 
 
-@pytest.mark.parametrize("layout", ["interleaved", "stacked"])
+@pytest.mark.parametrize("layout", ["interleaved", "stacked", "stacked-ln"])
 @pytest.mark.parametrize("backbone", RECURRENT)
 def test_recurrent_acting_matches_full_forward(backbone: str, layout: str) -> None:
     model = tiny_model(backbone, layout)
@@ -59,7 +62,7 @@ def test_recurrent_acting_matches_full_forward(backbone: str, layout: str) -> No
     np.testing.assert_allclose(acts, pred.numpy(), atol=ATOL)
 
 
-@pytest.mark.parametrize("layout", ["interleaved", "stacked"])
+@pytest.mark.parametrize("layout", ["interleaved", "stacked", "stacked-ln"])
 @pytest.mark.parametrize("backbone", [*RECURRENT, "transformer"])
 def test_window_acting_matches_forward_over_last_k(backbone: str, layout: str) -> None:
     K, T, n = 4, 9, 2
@@ -158,7 +161,7 @@ def test_recurrent_slot_reset_every_backbone(backbone: str) -> None:
     np.testing.assert_allclose(acts[0], alone[0], atol=ATOL)
 
 
-@pytest.mark.parametrize("layout", ["interleaved", "stacked"])
+@pytest.mark.parametrize("layout", ["interleaved", "stacked", "stacked-ln"])
 @pytest.mark.parametrize("backbone", ["mingru", "minlstm"])
 def test_graphed_acting_matches_eager(backbone: str, layout: str) -> None:
     """cuda_graphs="auto" acts through a GraphedActor (its eager body on CPU) with the same actions as the plain
@@ -222,6 +225,25 @@ def test_forget_bias_shifts_only_the_minlstm_forget_gate_bias() -> None:
         diff = biased[k] - base[k]
         torch.testing.assert_close(diff[:16], torch.full((16,), 1.5))
         assert not diff[16:].any()
+
+
+def test_layernormed_rtg_keeps_the_state_in_the_token_at_a_target_far_above_the_data() -> None:
+    """Stacked tokens (before the timestep) of two different states at one return-to-go. With the joint Linear the
+    R_t column grows with R_t and, after the token LayerNorm, the two tokens become the same vector; with
+    rtg_embed="layernorm" R_t's part is bounded, so the state still moves the token at any R_t."""
+    import torch.nn.functional as F
+
+    s = torch.randn(2, OBS, generator=torch.Generator().manual_seed(3))
+    prev = torch.zeros(2, ACT)
+    for layout, far_cos in (("stacked", lambda c: c > 0.999), ("stacked-ln", lambda c: c < 0.99)):
+        model = tiny_model("mingru", layout)
+        with torch.no_grad():
+            cos = []
+            for r in (1.0, 1e6):
+                tok = F.layer_norm(model._stacked(torch.full((2, 1), r), s, prev), (16,))
+                cos.append(F.cosine_similarity(tok[0], tok[1], dim=0).item())
+        assert cos[0] < 0.99, (layout, cos)  # at an ordinary R_t the states differ
+        assert far_cos(cos[1]), (layout, cos)
 
 
 def test_activation_auto_gives_attention_dts_relu_and_old_checkpoints_stay_gelu() -> None:

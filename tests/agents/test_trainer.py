@@ -111,6 +111,22 @@ def test_resume_rejects_a_different_model(tiny_config: Callable[..., TrainConfig
         train(cfg.__class__(**{**cfg.__dict__, "backbone": "lstm", "steps": 10}), tmp_path / "r", resume=True)
 
 
+def test_resume_checks_rtg_embed_and_reads_a_checkpoint_without_it_as_joint(
+    tiny_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    from agents.trainer import check_same_model
+
+    cfg = tiny_config(steps=5, eval_max_steps=3, eval_episodes=1, eval_envs=1, layout="stacked")
+    train(cfg, tmp_path / "r")
+    ln = cfg.__class__(**{**cfg.__dict__, "rtg_embed": "layernorm", "steps": 10})
+    with pytest.raises(ValueError, match=r"rtg_embed='layernorm' \(checkpoint: 'joint'\)"):
+        train(ln, tmp_path / "r", resume=True)
+    saved = {k: v for k, v in cfg.__dict__.items() if k != "rtg_embed"}  # written before the key existed
+    check_same_model(cfg, saved, "old run")
+    with pytest.raises(ValueError, match=r"rtg_embed='layernorm' \(checkpoint: 'joint'\)"):
+        check_same_model(ln, saved, "old run")
+
+
 @pytest.mark.parametrize("mode", ["episode_start", "segments", "burn_in"])
 def test_train_modes_run(tiny_config: Callable[..., TrainConfig], tmp_path: Path, mode: str) -> None:
     cfg = tiny_config(train_mode=mode, segment_len=40, burn_in=6, steps=30, acting_mode="recurrent",
