@@ -67,7 +67,8 @@ from envs.scores import normalized_score  # noqa: E402
 #: Keys a sweep's --set does not change for the `dt` agent (configs/dt.yaml: DT as Chen et al. ran it): its tokens,
 #: acting and optimisation schedule. Budgets, evaluation and the like (--set time_budget_min=...) still apply.
 DT_FIXED = (
-    "layout", "acting_mode", "backbone", "lr", "warmup_steps", "lr_schedule", "min_lr_ratio", "decay_fraction",
+    "layout", "rtg_embed", "acting_mode", "backbone", "lr", "warmup_steps", "lr_schedule", "min_lr_ratio",
+    "decay_fraction",
 )  # fmt: skip
 #: The files of a finished run that `table` and `rescore --table-only` read: what `archive` keeps (~40 KB a run,
 #: no weights). Patterns relative to the run directory.
