@@ -59,7 +59,7 @@ __all__ = [
 BACKBONE_NAMES: tuple[str, ...] = BACKBONES  # minrnn.blocks builds them
 RECURRENT_BACKBONES: tuple[str, ...] = tuple(b for b in BACKBONES if b != "transformer")
 LAYOUTS: tuple[str, ...] = ("interleaved", "stacked")
-RTG_EMBEDS: tuple[str, ...] = ("joint", "layernorm")
+RTG_EMBEDS: tuple[str, ...] = ("joint", "layernorm", "balanced")
 ACTING_MODES: tuple[str, ...] = ("auto", "window", "recurrent")
 TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in")
 EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
@@ -101,8 +101,9 @@ class TrainConfig:
     layout: str = _field("interleaved", 'tokens: "interleaved" (RTG, s, a per step, as DT) or "stacked" (one per step)')
     rtg_embed: str = _field(
         "joint",
-        "stacked layout: 'joint' (one Linear over R_t, s_t, a_{t-1}) or 'layernorm' (R_t through its own Linear and "
-        "LayerNorm, so a target far above the data cannot drown the state); interleaved: 'joint'",
+        "stacked layout: 'joint' (one Linear over R_t, s_t, a_{t-1}), 'layernorm' (R_t through its own Linear and "
+        "LayerNorm, so a target far above the data cannot drown the state) or 'balanced' (R_t and (s_t, a_{t-1}) "
+        "each through their own Linear and LayerNorm: equal shares at any target); interleaved: 'joint'",
     )
     context_len: int = _field(20, "K, steps per window, in training and acting (DT: 20)")
     dim: int = _field(128, "token width (DT: 128)")
@@ -319,7 +320,7 @@ class TrainConfig:
         if self.rtg_embed != "joint" and self.layout != "stacked":
             raise ValueError(
                 f"rtg_embed={self.rtg_embed!r} needs layout 'stacked' (the interleaved layout already gives R_t its "
-                "own token); drop it or set layout=stacked"
+                "own token); set rtg_embed=joint (configs/cpu-budget.yaml sets layernorm) or layout=stacked"
             )
         _check_choice("acting_mode", self.acting_mode, ACTING_MODES)
         _check_choice("train_mode", self.train_mode, TRAIN_MODES)

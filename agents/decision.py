@@ -13,7 +13,10 @@ Two layouts:
   Sequences are 3x shorter. a_{t-1} of a window's first step is ``prev_action`` (zeros by default, also at t=0).
   With ``rtg_embed="layernorm"`` R_t gets its own Linear and LayerNorm, added to the Linear of (s_t, a_{t-1}):
   its share of the token is then bounded, as it is in DT's separate R token, so a target far above the data's
-  returns cannot drown the state in the token's LayerNorm (with the joint Linear it grows with R_t).
+  returns cannot drown the state in the token's LayerNorm (with the joint Linear it grows with R_t). The
+  LayerNormed R part has norm ~sqrt(D), several times the state part's at init, so R_t then takes most of the
+  token at every target; ``rtg_embed="balanced"`` LayerNorms the (s_t, a_{t-1}) part too, giving both parts the
+  same norm.
 
 The model takes *raw* states and returns-to-go: the dataset's state mean/std and the RTG scale are buffers
 stored with the weights, so a checkpoint carries its own normalisation.
@@ -56,8 +59,9 @@ class DecisionModel(nn.Module):
             N(0, 0.02) with zero bias, as d3rlpy's DT does (models/torch/transformers.py, _init_weights) and as
             GPT-2 does (Hugging Face's GPT2Model, inside kzl/decision-transformer, also shrinks its residual
             projections to 0.02 / sqrt(2 * layers); we don't).
-        rtg_embed: stacked layout only: "joint" (one Linear over (R_t, s_t, a_{t-1})) or "layernorm" (R_t through
-            its own Linear and LayerNorm, added to a Linear over (s_t, a_{t-1})).
+        rtg_embed: stacked layout only: "joint" (one Linear over (R_t, s_t, a_{t-1})), "layernorm" (R_t through
+            its own Linear and LayerNorm, added to a Linear over (s_t, a_{t-1})) or "balanced" (as "layernorm",
+            with a LayerNorm after the (s_t, a_{t-1}) Linear too).
         **backbone_kwargs: forwarded to ``minrnn.build_backbone`` (e.g. n_heads, backend).
     """
 
@@ -109,6 +113,8 @@ class DecisionModel(nn.Module):
             self.embed_step = nn.Linear(1 + obs_dim + act_dim, dim)  # (R_t, s_t, a_{t-1}) jointly
         else:
             self.embed_step = nn.Linear(obs_dim + act_dim, dim)  # (s_t, a_{t-1})
+            if rtg_embed == "balanced":
+                self.embed_step = nn.Sequential(self.embed_step, nn.LayerNorm(dim))
             self.embed_rtg = nn.Sequential(nn.Linear(1, dim), nn.LayerNorm(dim))
         self.embed_ln = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)

@@ -34,7 +34,8 @@ from envs.datasets import load_dataset  # noqa: E402
 
 def token_parts(model: DecisionModel, r: Tensor, s: Tensor, prev: Tensor) -> tuple[Tensor, Tensor]:
     """(R_t's part, the rest) of the stacked token before the timestep embedding: r (n, 1) scaled, s (n, obs)
-    normalised, prev (n, act) -> two (n, D). With rtg_embed layernorm R_t's part is the LayerNormed R embedding."""
+    normalised, prev (n, act) -> two (n, D). With rtg_embed layernorm or balanced R_t's part is the LayerNormed R
+    embedding."""
     if hasattr(model, "embed_rtg"):
         return model.embed_rtg(r), model.embed_step(torch.cat((s, prev), dim=-1))
     w, b = model.embed_step.weight, model.embed_step.bias

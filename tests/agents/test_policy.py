@@ -16,13 +16,13 @@ ATOL = 1e-5
 
 
 def tiny_model(backbone: str, layout: str, seed: int = 0) -> DecisionModel:
-    """layout "stacked-ln" is the stacked layout with rtg_embed="layernorm"."""
+    """layout "stacked-ln" is the stacked layout with rtg_embed="layernorm", "stacked-bal" with "balanced"."""
     torch.manual_seed(seed)
     mean, std = np.linspace(-1, 1, OBS), np.linspace(0.5, 2, OBS)
-    layout, _, ln = layout.partition("-")
+    layout, _, embed = layout.partition("-")
     model = DecisionModel(OBS, ACT, backbone=backbone, layout=layout, dim=16, depth=2, dropout=0.0,
                           max_ep_len=64, rtg_scale=10.0, state_mean=mean, state_std=std,
-                          rtg_embed="layernorm" if ln else "joint")  # fmt: skip
+                          rtg_embed={"": "joint", "ln": "layernorm", "bal": "balanced"}[embed])  # fmt: skip
     return model.eval()
 
 
@@ -49,7 +49,7 @@ def rtg_of(target: float, rewards: np.ndarray) -> np.ndarray:
     return (target - before).astype(np.float32)
 
 
-@pytest.mark.parametrize("layout", ["interleaved", "stacked", "stacked-ln"])
+@pytest.mark.parametrize("layout", ["interleaved", "stacked", "stacked-ln", "stacked-bal"])
 @pytest.mark.parametrize("backbone", RECURRENT)
 def test_recurrent_acting_matches_full_forward(backbone: str, layout: str) -> None:
     model = tiny_model(backbone, layout)
@@ -62,7 +62,7 @@ def test_recurrent_acting_matches_full_forward(backbone: str, layout: str) -> No
     np.testing.assert_allclose(acts, pred.numpy(), atol=ATOL)
 
 
-@pytest.mark.parametrize("layout", ["interleaved", "stacked", "stacked-ln"])
+@pytest.mark.parametrize("layout", ["interleaved", "stacked", "stacked-ln", "stacked-bal"])
 @pytest.mark.parametrize("backbone", [*RECURRENT, "transformer"])
 def test_window_acting_matches_forward_over_last_k(backbone: str, layout: str) -> None:
     K, T, n = 4, 9, 2
@@ -161,7 +161,7 @@ def test_recurrent_slot_reset_every_backbone(backbone: str) -> None:
     np.testing.assert_allclose(acts[0], alone[0], atol=ATOL)
 
 
-@pytest.mark.parametrize("layout", ["interleaved", "stacked", "stacked-ln"])
+@pytest.mark.parametrize("layout", ["interleaved", "stacked", "stacked-ln", "stacked-bal"])
 @pytest.mark.parametrize("backbone", ["mingru", "minlstm"])
 def test_graphed_acting_matches_eager(backbone: str, layout: str) -> None:
     """cuda_graphs="auto" acts through a GraphedActor (its eager body on CPU) with the same actions as the plain
@@ -235,7 +235,8 @@ def test_layernormed_rtg_keeps_the_state_in_the_token_at_a_target_far_above_the_
 
     s = torch.randn(2, OBS, generator=torch.Generator().manual_seed(3))
     prev = torch.zeros(2, ACT)
-    for layout, far_cos in (("stacked", lambda c: c > 0.999), ("stacked-ln", lambda c: c < 0.99)):
+    far = (("stacked", lambda c: c > 0.999), ("stacked-ln", lambda c: c < 0.99), ("stacked-bal", lambda c: c < 0.99))
+    for layout, far_cos in far:
         model = tiny_model("mingru", layout)
         with torch.no_grad():
             cos = []
@@ -244,6 +245,21 @@ def test_layernormed_rtg_keeps_the_state_in_the_token_at_a_target_far_above_the_
                 cos.append(F.cosine_similarity(tok[0], tok[1], dim=0).item())
         assert cos[0] < 0.99, (layout, cos)  # at an ordinary R_t the states differ
         assert far_cos(cos[1]), (layout, cos)
+
+
+def test_balanced_rtg_embed_gives_both_parts_the_norm_of_a_layernorm_at_any_target() -> None:
+    """rtg_embed="balanced": R_t's part and the (s_t, a_{t-1}) part each leave a LayerNorm, whose output (unit
+    affine at init) has norm sqrt(D * var / (var + eps)) ~ sqrt(D), whatever R_t or the state."""
+    model = tiny_model("mingru", "stacked-bal")
+    s = 10 * torch.randn(3, OBS, generator=torch.Generator().manual_seed(4))
+    prev = torch.zeros(3, ACT)
+    with torch.no_grad():
+        for r in (0.01, 1.0, 1e6):
+            r_part = model.embed_rtg(torch.full((3, 1), r))
+            s_part = model.embed_step(torch.cat((s, prev), dim=-1))
+            torch.testing.assert_close(r_part.norm(dim=-1), torch.full((3,), 4.0), atol=1e-3, rtol=0)  # sqrt(16)
+            torch.testing.assert_close(s_part.norm(dim=-1), torch.full((3,), 4.0), atol=1e-3, rtol=0)
+            torch.testing.assert_close(model._stacked(torch.full((3, 1), r), s, prev), r_part + s_part)
 
 
 def test_activation_auto_gives_attention_dts_relu_and_old_checkpoints_stay_gelu() -> None:

@@ -54,8 +54,9 @@ def test_joint_share_and_similarity_match_the_whole_token(d4rl_file, tmp_path: P
     assert rows[1]["r_share"] > 0.99 and rows[1]["state_similarity"] > 0.99  # far above the data, R_t is the token
 
 
-def test_layernormed_rtg_share_stops_growing(d4rl_file, tmp_path: Path, capsys) -> None:
-    run = tiny_run(d4rl_file, tmp_path / "ln", "layernorm")
+@pytest.mark.parametrize("embed", ["layernorm", "balanced"])
+def test_layernormed_rtg_share_stops_growing(embed: str, d4rl_file, tmp_path: Path, capsys) -> None:
+    run = tiny_run(d4rl_file, tmp_path / "ln", embed)
     rtg_share.main([str(run), "--targets", "1e5", "1e6", "--samples", "40", "--json", str(tmp_path / "out.json")])
     (rows,) = json.loads((tmp_path / "out.json").read_text()).values()
     assert [r["target"] for r in rows] == [1e5, 1e6]

@@ -201,12 +201,13 @@ def test_dt_agent_is_dt_whatever_the_sweep_sets():
     import run_rl
 
     cmd = sweep.train_command(Path("/tmp/x"), "hopper-medium", "dt", 0, 100, 1,
-                              ["layout=stacked", "lr=0.0003", "lr_schedule=wsd", "decay_fraction=0.3",
-                               "time_budget_min=4"],
+                              ["layout=stacked", "rtg_embed=layernorm", "lr=0.0003", "lr_schedule=wsd",
+                               "decay_fraction=0.3", "time_budget_min=4"],
                               ["acting_mode=recurrent"])  # fmt: skip
     argv = cmd[cmd.index("train") :]
     cfg = run_rl.resolve_train_config(run_rl.parse_args(argv))
     assert (cfg.backbone, cfg.layout, cfg.acting_mode) == ("transformer", "interleaved", "window")
+    assert cfg.rtg_embed == "joint"  # DT's R_t token, not the recipe's LayerNormed one
     assert (cfg.lr, cfg.warmup_steps, cfg.lr_schedule) == (1e-4, 10_000, "constant")  # DT's schedule
     assert cfg.decay_fraction == 0.2  # the default, not the sweep's 0.3
     assert cfg.time_budget_min == 4 and cfg.dataset == "minari:minrnn/hopper/medium-v0"  # shared budget, dataset

@@ -135,7 +135,7 @@ def test_recipe_goes_after_the_dataset_config_for_every_agent_but_dt(tmp_path):
     dataset = str(sweep.ROOT / "configs" / "hopper-medium.yaml")
     own = tmp_path / "mine.yaml"
     own.write_text("lr: 0.002\n")
-    budget = ["time_budget_min=20", "layout=interleaved"]
+    budget = ["time_budget_min=20", "layout=interleaved", "rtg_embed=joint"]  # the recipe's layernorm needs stacked
     cfgs = {}
     for b in ("dt", "transformer", "mingru"):
         cmd = sweep.train_command(tmp_path, "hopper-medium", b, 0, 100, 1, budget, [], ["cpu-budget", str(own)])
@@ -148,6 +148,10 @@ def test_recipe_goes_after_the_dataset_config_for_every_agent_but_dt(tmp_path):
     assert (cfgs["dt"].lr, cfgs["dt"].warmup_steps, cfgs["dt"].layout) == (1e-4, 10_000, "interleaved")
     assert (cfgs["mingru"].lr, cfgs["mingru"].warmup_steps) == (0.002, 300)  # the later recipe wins
     assert cfgs["mingru"].layout == "interleaved" and cfgs["transformer"].time_budget_min == 20.0  # --set on top
+    assert cfgs["mingru"].rtg_embed == "joint"
+    plain = sweep.train_command(tmp_path, "hopper-medium", "mingru", 0, 100, 1, [], [], ["cpu-budget"])
+    cfg = run_rl.resolve_train_config(run_rl.parse_args(plain[plain.index("train") :]))
+    assert (cfg.layout, cfg.rtg_embed, cfg.lr_schedule) == ("stacked", "layernorm", "wsd")  # the recipe as shipped
     assert all(c.time_budget_min == 20.0 for c in cfgs.values())
 
 
