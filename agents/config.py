@@ -320,7 +320,8 @@ class TrainConfig:
         if self.rtg_embed != "joint" and self.layout != "stacked":
             raise ValueError(
                 f"rtg_embed={self.rtg_embed!r} needs layout 'stacked' (the interleaved layout already gives R_t its "
-                "own token); set rtg_embed=joint (configs/cpu-budget.yaml sets layernorm) or layout=stacked"
+                "own token); set rtg_embed=joint (--set rtg_embed=joint overrides a config file that sets it) "
+                "or layout=stacked"
             )
         _check_choice("acting_mode", self.acting_mode, ACTING_MODES)
         _check_choice("train_mode", self.train_mode, TRAIN_MODES)
