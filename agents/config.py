@@ -61,7 +61,7 @@ RECURRENT_BACKBONES: tuple[str, ...] = tuple(b for b in BACKBONES if b != "trans
 LAYOUTS: tuple[str, ...] = ("interleaved", "stacked")
 RTG_EMBEDS: tuple[str, ...] = ("joint", "layernorm", "balanced")
 ACTING_MODES: tuple[str, ...] = ("auto", "window", "recurrent")
-TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in")
+TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in", "mixed")
 EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
 #: Values of ``cuda_graphs``; the same tuple as ``agents.graphs.MODES`` (not imported from there: agents.graphs
 #: imports agents.decision, which imports this module).
@@ -149,8 +149,14 @@ class TrainConfig:
         "(d3rlpy's DecisionTransformer); either way averaged over the real steps. The sum is act_dim x the mean, so "
         "under grad_clip it meets the clip act_dim x sooner",
     )
-    train_mode: str = _field("window", "window (random windows, DT), episode_start, segments or burn_in")
-    segment_len: int = _field(1000, "train_mode=segments: steps per segment (right-padded episodes)")
+    train_mode: str = _field(
+        "window",
+        "window (random K-step windows, DT), episode_start, segments (episodes from t=0, the state recurrent "
+        "acting carries), burn_in, or mixed (batch_size windows plus segment_batch segments in each update, the "
+        "two losses averaged)",
+    )
+    segment_len: int = _field(1000, "train_mode=segments or mixed: steps per segment (right-padded episodes)")
+    segment_batch: int = _field(4, "train_mode=mixed: whole-episode segments in each update, beside the windows")
     burn_in: int = _field(20, "train_mode=burn_in: steps run without gradient before each window")
     # --- acting and evaluation ---
     acting_mode: str = _field(
@@ -244,7 +250,7 @@ class TrainConfig:
             return self.segment_len
         if self.train_mode == "burn_in":
             return self.burn_in + self.context_len
-        return self.context_len
+        return self.context_len  # mixed: the windows' (its segments add up to segment_batch x segment_len steps)
 
     def resolved_acting_mode(self) -> str:
         """The acting mode evaluation uses: ``acting_mode``, with "auto" resolved for the backbone."""
@@ -345,6 +351,7 @@ class TrainConfig:
                 "use torch.compile)"
             )
         positive = ("context_len", "dim", "depth", "n_heads", "max_ep_len", "steps", "batch_size", "segment_len")
+        positive += ("segment_batch",)
         positive += ("eval_episodes", "eval_envs", "eval_max_steps", "final_eval_episodes")
         for key in positive:
             if getattr(self, key) < 1:

@@ -104,16 +104,36 @@ def check_same_model(cfg: TrainConfig, saved: dict[str, Any], where: str) -> Non
 
 
 # --- data ------------------------------------------------------------------------------------------------------
-def sample_batch(store: Any, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One training batch for ``cfg.train_mode``; see TrainConfig.train_mode."""
+def sample_batch(
+    store: Any, cfg: TrainConfig, rng: np.random.Generator, fixed_shape: bool = True
+) -> dict[str, np.ndarray]:
+    """One training batch for ``cfg.train_mode``; see TrainConfig.train_mode.
+
+    Windows are (B, K); segments (B, segment_len), or with ``fixed_shape=False`` cut after the batch's longest
+    episode (the causal backbones give the real steps the same outputs, so the loss is unchanged; a CUDA-graphed
+    update needs the fixed shape). ``mixed`` returns the windows' keys plus the segments' as ``seg_<key>``.
+    """
     B, K = cfg.batch_size, cfg.context_len
     if cfg.train_mode == "window":
         return store.sample_windows(B, K, rng, start="random")
     if cfg.train_mode == "episode_start":
         return store.sample_windows(B, K, rng, start="episode")
     if cfg.train_mode == "segments":
-        return store.sample_segments(B, cfg.segment_len, rng, start="episode")
+        return _segments(store, B, cfg.segment_len, rng, fixed_shape)
+    if cfg.train_mode == "mixed":
+        windows = store.sample_windows(B, K, rng, start="random")
+        segments = _segments(store, cfg.segment_batch, cfg.segment_len, rng, fixed_shape)
+        return windows | {f"seg_{k}": v for k, v in segments.items()}
     return store.sample_burn_in(B, K, cfg.burn_in, rng)
+
+
+def _segments(store: Any, n: int, length: int, rng: np.random.Generator, fixed_shape: bool) -> dict[str, np.ndarray]:
+    """``n`` episodes from t=0, right-padded to ``length`` steps, or to the longest of them unless ``fixed_shape``."""
+    batch = store.sample_segments(n, length, rng, start="episode")
+    if fixed_shape:
+        return batch
+    used = int(batch["mask"].any(axis=0).sum())  # right-padded: the real steps are a prefix of every row
+    return {k: v[:, :used] for k, v in batch.items()}
 
 
 def to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, Tensor]:
@@ -122,11 +142,16 @@ def to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, 
 
 def compute_loss(model: torch.nn.Module, b: dict[str, Tensor], cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
     """(masked squared error reduced as ``cfg.loss_reduction``, predicted actions (B, K, act), mask (B, K)) for one
-    batch."""
+    batch. ``mixed``: the mean of the windows' loss and the segments' loss (each over its own real steps), so
+    neither part outweighs the other whatever their lengths; the predictions and mask are the windows'."""
     keys = ("states", "actions", "rtg", "timesteps", "mask")
     if cfg.train_mode != "burn_in":
         pred, _ = model(*(b[k] for k in keys))
-        return masked_mse(pred, b["actions"], b["mask"], cfg.loss_reduction), pred, b["mask"]
+        loss = masked_mse(pred, b["actions"], b["mask"], cfg.loss_reduction)
+        if cfg.train_mode == "mixed":
+            seg_pred, _ = model(*(b[f"seg_{k}"] for k in keys))
+            loss = 0.5 * (loss + masked_mse(seg_pred, b["seg_actions"], b["seg_mask"], cfg.loss_reduction))
+        return loss, pred, b["mask"]
     n = cfg.burn_in
     pre = {k: b[k][:, :n] for k in keys}
     win = {k: b[k][:, n:] for k in keys}
@@ -351,7 +376,7 @@ def train(
         while state.step < cfg.steps and not out_of_time:
             # sample -> loss -> step
             t0, c0 = time.perf_counter(), time.process_time()
-            batch = to_tensors(sample_batch(store, cfg, rng), device)
+            batch = to_tensors(sample_batch(store, cfg, rng, fixed_shape=s.graphs), device)
             if updater is None:
                 out = update_step(train_model, batch, cfg, optimizer, scheduler)
             else:  # the scheduler steps inside; one host sync for the loss, as update_step's .item()

@@ -16,12 +16,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig
 from agents.rundir import prepare_run_dir
+from agents.decision import masked_mse
 from agents.trainer import (
     build_model,
+    compute_loss,
     fit_optimizer_to_graphs,
     load_model,
     make_optimizer,
     make_updater,
+    sample_batch,
+    to_tensors,
     train,
     update_step,
 )
@@ -127,14 +131,54 @@ def test_resume_checks_rtg_embed_and_reads_a_checkpoint_without_it_as_joint(
         check_same_model(ln, saved, "old run")
 
 
-@pytest.mark.parametrize("mode", ["episode_start", "segments", "burn_in"])
+@pytest.mark.parametrize("mode", ["episode_start", "segments", "burn_in", "mixed"])
 def test_train_modes_run(tiny_config: Callable[..., TrainConfig], tmp_path: Path, mode: str) -> None:
-    cfg = tiny_config(train_mode=mode, segment_len=40, burn_in=6, steps=30, acting_mode="recurrent",
+    cfg = tiny_config(train_mode=mode, segment_len=40, segment_batch=2, burn_in=6, steps=30, acting_mode="recurrent",
                       eval_episodes=1, eval_envs=1, eval_max_steps=5)  # fmt: skip
     res = train(cfg, tmp_path / mode)
     assert res["train_mode"] == mode and res["steps"] == 30
     loss = scalars(tmp_path / mode)["train/loss"]
     assert loss[-1] < loss[0]
+
+
+@pytest.mark.parametrize("backbone", ["mingru", "transformer"])
+def test_segments_cut_after_the_longest_episode_keep_the_loss(
+    tiny_config: Callable[..., TrainConfig], backbone: str
+) -> None:
+    """Segments cut after the batch's longest episode give the loss of the full right-padded (B, segment_len)
+    batch, for a recurrent and an attention backbone; only the shape changes."""
+    from envs import load_dataset
+
+    cfg = tiny_config(backbone=backbone, layout="stacked", train_mode="segments", segment_len=1000, batch_size=4)
+    store = load_dataset(cfg.dataset, env_id=cfg.env)
+    model = build_model(cfg, store.obs_dim, store.act_dim, store.state_mean, store.state_std).eval()
+    full = sample_batch(store, cfg, np.random.default_rng(5))
+    cut = sample_batch(store, cfg, np.random.default_rng(5), fixed_shape=False)
+    longest = int(full["mask"].sum(axis=1).max())
+    assert full["states"].shape[1] == 1000 and cut["states"].shape[1] == longest < 1000
+    with torch.no_grad():
+        losses = [compute_loss(model, to_tensors(b, torch.device("cpu")), cfg)[0] for b in (full, cut)]
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_loss_is_the_mean_of_the_window_and_segment_losses(tiny_config: Callable[..., TrainConfig]) -> None:
+    """train_mode=mixed: windows and whole-episode segments in one batch; the loss is the plain average of the two
+    parts' masked MSEs, each computed here on its own through the model's forward."""
+    from envs import load_dataset
+
+    cfg = tiny_config(train_mode="mixed", segment_len=60, segment_batch=3, layout="stacked")
+    store = load_dataset(cfg.dataset, env_id=cfg.env)
+    model = build_model(cfg, store.obs_dim, store.act_dim, store.state_mean, store.state_std).eval()
+    b = to_tensors(sample_batch(store, cfg, np.random.default_rng(0)), torch.device("cpu"))
+    assert b["states"].shape[:2] == (cfg.batch_size, cfg.context_len) and b["seg_states"].shape[:2] == (3, 60)
+    assert bool(b["seg_mask"][:, 0].all()) and bool((b["seg_timesteps"][:, 0] == 0).all())  # from t=0
+    keys = ("states", "actions", "rtg", "timesteps", "mask")
+    with torch.no_grad():
+        loss, pred, mask = compute_loss(model, b, cfg)
+        win = masked_mse(model(*(b[k] for k in keys))[0], b["actions"], b["mask"])
+        seg = masked_mse(model(*(b[f"seg_{k}"] for k in keys))[0], b["seg_actions"], b["seg_mask"])
+    torch.testing.assert_close(loss, (win + seg) / 2)
+    assert pred.shape[:2] == mask.shape == b["mask"].shape
 
 
 def test_run_dir_is_never_overwritten(tmp_path: Path) -> None:
