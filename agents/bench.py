@@ -84,7 +84,8 @@ def bench_train_step(
 ) -> dict[str, Any]:
     """Median seconds of one ``agents.trainer.update_step`` (DT's optimiser settings), or of the trainer's
     ``GraphedUpdate.step`` where ``cuda_graphs`` resolves to on for this device and backbone (``on`` raises where it
-    cannot); returns a JSON-ready row."""
+    cannot); returns a JSON-ready row, with the median CPU seconds of this process beside (`cpu_ms_per_step`: with one
+    thread, one core's cost however busy the machine is)."""
     from agents.graphs import UPDATE_BACKBONES, use_graphs
     from agents.trainer import build_model, make_optimizer, make_updater, update_step
 
@@ -118,18 +119,21 @@ def bench_train_step(
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         update()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    sec = statistics.median(times)
+        cpu_times.append(time.process_time() - c0)
+    sec, cpu_sec = statistics.median(times), statistics.median(cpu_times)
     tokens = B * K * cfg.tokens_per_step
     row = {
         "backbone": backbone, "layout": layout, "K": K, "batch": B, "ms_per_step": 1e3 * sec,
         "tokens_per_s": tokens / sec, "params": sum(p.numel() for p in model.parameters()), "device": str(device),
         "cuda_graphs": "on" if graphs else "off",
+        # this process's CPU seconds: with one thread, the cost on one core whatever else runs on the machine
+        "cpu_ms_per_step": 1e3 * cpu_sec, "updates_per_cpu_min": 60.0 / cpu_sec,
     }  # fmt: skip
     if cuda:
         row["peak_mb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
