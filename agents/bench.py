@@ -152,23 +152,25 @@ def bench_acting(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Median milliseconds per ``act`` call for n slots, after K + 5 warm-up calls (``act`` returns NumPy, so each
-    call already waits for the device)."""
+    call already waits for the device), in wall time and in this process's CPU time."""
     torch.manual_seed(0)
     policy = DecisionPolicy(_model(backbone, layout, dim, depth, device=device), 3600.0, mode, K)
     policy.reset(n_envs)
     rng = np.random.default_rng(0)
     done = np.ones(n_envs, dtype=bool)
     reward = np.zeros(n_envs)
-    times = []
+    times, cpu_times = [], []
     for i in range(K + 5 + steps):
         obs = rng.standard_normal((n_envs, OBS_DIM))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         policy.act(obs, reward, done)
         if i >= K + 5:
             times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
         done, reward = np.zeros(n_envs, dtype=bool), rng.random(n_envs)
     return {"backbone": backbone, "layout": layout, "mode": mode, "n_envs": n_envs, "K": K,
-            "ms_per_step": 1e3 * statistics.median(times), "device": str(device)}  # fmt: skip
+            "ms_per_step": 1e3 * statistics.median(times), "cpu_ms_per_step": 1e3 * statistics.median(cpu_times),
+            "device": str(device)}  # fmt: skip
 
 
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -198,7 +200,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                     )  # fmt: skip
                     out["train"].append(row)
                     print(f"train {backbone:11s} {layout:11s} K={K:<4d} {row['ms_per_step']:8.1f} ms/step", flush=True)
-        columns = ["backbone", "layout", "K", "batch", "cuda_graphs", "ms_per_step", "tokens_per_s"]
+        columns = ["backbone", "layout", "K", "batch", "cuda_graphs", "ms_per_step", "cpu_ms_per_step", "tokens_per_s"]
         print("\n" + _table(out["train"], columns))
     if not args.skip_acting:
         for layout in args.layouts:
@@ -218,7 +220,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                             args.device,
                         )  # fmt: skip
                     )
-        print("\n" + _table(out["acting"], ["backbone", "layout", "mode", "n_envs", "K", "ms_per_step"]))
+        print(
+            "\n"
+            + _table(out["acting"], ["backbone", "layout", "mode", "n_envs", "K", "ms_per_step", "cpu_ms_per_step"])
+        )
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
