@@ -1,0 +1,311 @@
+"""Markdown tables and plots of a tidy sweep table (sweep.records), from the statistics in sweep.stats.
+
+`write_report` writes into one folder: report.md (the tables below), scores.png (each seed's final score per
+dataset with the agents' means and the data's score), aggregates.png (IQM and mean with their intervals) and, when
+the runs recorded minutes at their evaluations, curves.png (score against minutes of update time).
+
+report.md holds, in order:
+1. per dataset: the data's score, and per agent the mean ± sample std [95 % t interval] of the final score at the
+   primary target and how many seeds end at or above the data;
+2. the aggregates over datasets x seeds: IQM and mean with stratified-bootstrap intervals, the probability of
+   improvement over the baseline agent, seeds (and datasets) at or above the data, updates per minute;
+3. the same per-dataset table at a matched update count, where the runs have evaluations during training;
+4. every other evaluation of the final weights (RUN/evals/NAME: another acting mode, other targets) beside the final;
+5. the final score at each target; 6. minutes to the data's score and to the baseline's final score.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sweep import stats
+
+LEVEL = 0.95
+
+
+def _cell(r: pd.Series | None) -> str:
+    if r is None:
+        return "–"
+    at = "" if pd.isna(r["at_data"]) else f" · {int(r['at_data'])}/{r['n']}"
+    if r["n"] < 2:
+        return f"{r['mean']:.1f} (n=1){at}"
+    return f"{r['mean']:.1f} ± {r['std']:.1f} [{r['lo']:.1f}, {r['hi']:.1f}]{at}"
+
+
+def dataset_table(scores: pd.DataFrame) -> list[str]:
+    """Markdown lines: per dataset, the data's score and each agent's :func:`_cell`."""
+    table = stats.per_dataset(scores, LEVEL)
+    agents = stats.agent_order(scores["agent"])
+    cells = {(r["dataset"], r["agent"]): r for _, r in table.iterrows()}
+    lines = ["| dataset | data | " + " | ".join(agents) + " |", "|---|---|" + "---|" * len(agents)]
+    for d in stats.dataset_order(scores["dataset"]):
+        data = table.loc[table["dataset"] == d, "data"].iloc[0]
+        row = [_cell(cells.get((d, a))) for a in agents]
+        lines.append(f"| {d} | {'–' if pd.isna(data) else f'{data:.1f}'} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _interval(v: float, lo: float, hi: float, digits: int = 1) -> str:
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def aggregate_table(scores: pd.DataFrame, baseline: str | None, reps: int = 2000) -> list[str]:
+    """Markdown lines: per agent the IQM and mean [stratified-bootstrap interval], P(agent > baseline) [interval],
+    seeds and datasets at or above the data, and updates per minute."""
+    agg = stats.aggregates(scores, reps, LEVEL).set_index("agent")
+    poi = stats.improvement(scores, baseline, reps, LEVEL).set_index("agent") if baseline else None
+    at = stats.at_data_counts(stats.per_dataset(scores, LEVEL)).set_index("agent")
+    speed = stats.updates_per_minute(scores).set_index("agent")
+    head = "| agent | IQM [95 % CI] | mean [95 % CI] | "
+    head += f"P(agent > {baseline}) [95 % CI] | " if baseline else ""
+    lines = [head + "seeds at or above the data | datasets with ≥ half the seeds at or above | updates per minute |",
+             "|---|---|---|" + ("---|" if baseline else "") + "---|---|---|"]  # fmt: skip
+    for a in agg.index:
+        g = agg.loc[a]
+        row = [a, _interval(g["iqm"], g["iqm_lo"], g["iqm_hi"]), _interval(g["mean"], g["mean_lo"], g["mean_hi"])]
+        if baseline:
+            row.append("–" if a not in poi.index else _interval(*poi.loc[a, ["poi", "lo", "hi"]], digits=2))
+        row += [f"{at.loc[a, 'seeds_at']} of {at.loc[a, 'seeds']}", f"{at.loc[a, 'datasets_at']} of "
+                f"{at.loc[a, 'datasets']}"] if a in at.index else ["–", "–"]  # fmt: skip
+        s = speed.loc[a]
+        row.append(f"{s['median']:.0f} ({s['min']:.0f}–{s['max']:.0f}), {s['clock']} clock")
+        lines.append("| " + " | ".join(row) + " |")
+    n = agg["datasets"].iloc[0]
+    lines += ["", f"Aggregates over the {n} datasets every agent has, all their runs (seeds) on each: IQM and mean "
+              "of the final scores (rliable.metrics) with 95 % percentile stratified-bootstrap intervals "
+              f"({reps} replicates, seeds resampled within each dataset)"
+              + (f"; P(agent > {baseline}): the probability that a run of the agent scores above a run of "
+                 f"{baseline} on the same dataset, averaged over datasets (Agarwal et al., 2021)" if baseline else "")
+              + ". Updates per minute: the runs' final update count over their minutes of update time, median "
+              "(min–max)."]  # fmt: skip
+    return lines
+
+
+def extra_evals_table(df: pd.DataFrame) -> list[str]:
+    """Markdown lines per other evaluation of the final weights (RUN/evals/NAME): final → NAME, mean ± sample std
+    over the runs that have both, per dataset and agent."""
+    lines = []
+    finals = stats.scores_of(df).set_index(["dataset", "agent", "seed"])["score"]
+    for name in sorted(set(df["eval"]) - {"train", "final"}):
+        other = stats.scores_of(df, name).set_index(["dataset", "agent", "seed"])["score"]
+        both = pd.concat({"final": finals, "other": other}, axis=1, join="inner").reset_index()
+        agents = stats.agent_order(both["agent"])
+        lines += ["", f"Final weights evaluated again as `{name}` (RUN/evals/{name}): final → {name}, mean ± sample "
+                  "std over seeds at each one's primary target:", "",
+                  "| dataset | " + " | ".join(agents) + " |", "|---|" + "---|" * len(agents)]  # fmt: skip
+        for d in stats.dataset_order(both["dataset"]):
+            row = []
+            for a in agents:
+                g = both[(both["dataset"] == d) & (both["agent"] == a)]
+                row.append("–" if g.empty else f"{_mean_sd(g['final'])} → {_mean_sd(g['other'])} (n={len(g)})")
+            lines.append(f"| {d} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _mean_sd(x: pd.Series) -> str:
+    return f"{x.mean():.1f}" + ("" if len(x) < 2 else f" ± {stats.sample_std(x):.1f}")
+
+
+def target_table(df: pd.DataFrame) -> list[str]:
+    """Markdown lines: the final score at each target (DT evaluates two per environment), mean ± sample std over
+    seeds, the higher target first; none when every run evaluated one target."""
+    fin = df[df["eval"] == "final"]
+    if fin.groupby(["dataset", "agent", "seed"])["target"].nunique().max() < 2:
+        return []
+    agents = stats.agent_order(fin["agent"])
+    lines = ["", "Final score at each target:", "", "| dataset | target | " + " | ".join(agents) + " |",
+             "|---|---|" + "---|" * len(agents)]  # fmt: skip
+    for d in stats.dataset_order(fin["dataset"]):
+        sub = fin[fin["dataset"] == d]
+        for t in sorted(sub["target"].dropna().unique(), reverse=True):
+            row = []
+            for a in agents:
+                x = sub.loc[(sub["agent"] == a) & (sub["target"] == t), "score"]
+                row.append("–" if x.empty else f"{_mean_sd(x)} (n={len(x)})")
+            lines.append(f"| {d} | {t:g} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _reach_text(cell: dict | None) -> str:
+    if cell is None:
+        return "–"
+    minutes = "–" if cell["minutes"] is None else f"{cell['minutes']:.1f}"
+    return f"{minutes} ({cell['reached']}/{cell['seeds']})"
+
+
+def time_table(tts: dict) -> list[str]:
+    """Markdown lines of :func:`sweep.stats.time_to_score`: per dataset, each agent's minutes to the data's score and
+    to the baseline's final score; then per agent the averages over datasets and the ratio to the baseline's."""
+    base, agents = tts["baseline"], list(tts["average"])
+    lines = ["", f"Minutes of update time to the data's score and to {base}'s final score:", "",
+             f"| dataset | data | {base} final | " + " | ".join(f"{a} → data | {a} → {base}" for a in agents) + " |",
+             "|---|---|---|" + "---|---|" * len(agents)]  # fmt: skip
+    for d, v in tts["datasets"].items():
+        cells = [_reach_text(v["agents"].get(a, {}).get(k)) for a in agents for k in ("to_data", "to_baseline")]
+        thresholds = ["–" if v[k] is None else f"{v[k]:.1f}" for k in ("data", "baseline_final")]
+        lines.append(f"| {d} | " + " | ".join(thresholds + cells) + " |")
+    lines += ["", f"| agent | → data, mean over datasets | → {base} final, mean over datasets | → {base} final, "
+              f"÷ {base}'s minutes, mean |", "|---|---|---|---|"]  # fmt: skip
+    for a, avg in tts["average"].items():
+        cells = ["–" if avg[k]["minutes"] is None else f"{avg[k]['minutes']:.1f} ({avg[k]['datasets']} of "
+                 f"{avg[k]['of']})" for k in ("to_data", "to_baseline")]  # fmt: skip
+        r = avg["ratio"]
+        cells.append("–" if r["ratio"] is None else f"{r['ratio']:.2f} ({r['datasets']})")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    clock = " and ".join(f"{n} runs on the {c} clock" for c, n in sorted(tts["clock"].items()))
+    lines += ["", f"Each cell: mean over the seeds that reach the score of their first evaluation at or above it, "
+              f"then (seeds that reach it / seeds); – where none does. Minutes: {clock}. Averages: over the "
+              "datasets where some seed got there (of those with runs); the ratio below 1 means sooner than "
+              f"{base}."]  # fmt: skip
+    return lines
+
+
+def report_md(df: pd.DataFrame, meta: dict, baseline: str | None, reps: int = 2000) -> str:
+    """The whole report.md (see the module docstring)."""
+    scores = stats.scores_of(df)
+    if scores.empty:
+        raise ValueError("the table has no final evaluation (eval == 'final') to report")
+    if baseline and baseline not in set(scores["agent"]):
+        raise ValueError(f"no baseline agent {baseline!r} in the table; its agents: {stats.agent_order(scores.agent)}")
+    lines = [f"Final score per dataset{' (' + meta['name'] + ')' if meta.get('name') else ''}:", "",
+             *dataset_table(scores), "",
+             "Each cell: D4RL-normalised score of the final evaluation at the primary target, mean ± sample std "
+             "(ddof=1) over seeds [95 % Student-t interval] · seeds at or above the data's score. data: the "
+             "behaviour data's mean episode return, normalised.", "",
+             *aggregate_table(scores, baseline, reps)]  # fmt: skip
+    if (df["eval"] == "train").any():
+        n, matched = stats.at_updates(df)
+        got = matched.groupby("agent")["updates"].median()
+        lines += ["", f"Equal updates: each run's last evaluation at or before {n} updates (the smallest median final "
+                  "update count of any agent); median updates of the evaluations used: "
+                  + ", ".join(f"{a} {got[a]:.0f}" for a in stats.agent_order(got.index)) + ".", "",
+                  *dataset_table(matched)]  # fmt: skip
+    lines += extra_evals_table(df) + target_table(df)
+    tts = stats.time_to_score(df, baseline) if baseline else None
+    if tts:
+        lines += time_table(tts)
+    machines = "; ".join(meta.get("machines", [])) or "unrecorded"
+    lines += ["", f"Machine: {machines}. Commit: {meta.get('commit', 'unrecorded')}."]
+    return "\n".join(lines) + "\n"
+
+
+def _agent_palette(agents: list[str]) -> dict[str, tuple]:
+    import seaborn as sns
+
+    return dict(zip(agents, sns.color_palette("tab10", len(agents))))
+
+
+def plot_scores(scores: pd.DataFrame, path: Path) -> None:
+    """Each seed's final score per dataset (dots), each agent's mean with seaborn's 95 % bootstrap interval over its
+    seeds, the data's score as a black bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    agents, datasets = stats.agent_order(scores["agent"]), stats.dataset_order(scores["dataset"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(datasets) + 2), 4))
+    kw = {"data": scores, "x": "dataset", "y": "score", "hue": "agent", "order": datasets, "hue_order": agents,
+          "palette": _agent_palette(agents), "ax": ax}  # fmt: skip
+    sns.stripplot(**kw, dodge=True, alpha=0.5, size=3, legend=False)
+    sns.pointplot(**kw, dodge=0.8 - 0.8 / len(agents), linestyle="none", errorbar=("ci", 95), markers="_",
+                  markersize=12, capsize=0.1, err_kws={"linewidth": 1})  # fmt: skip
+    data = scores.groupby("dataset")["data_score"].first()
+    for i, d in enumerate(datasets):
+        if pd.notna(data.get(d)):
+            ax.plot([i - 0.45, i + 0.45], [data[d]] * 2, "k-", lw=1.5, label="behaviour data" if i == 0 else None)
+    ax.set_xticks(range(len(datasets)), datasets, rotation=35, ha="right", fontsize=8)
+    ax.set(xlabel="", ylabel="D4RL-normalised score (final)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_aggregates(scores: pd.DataFrame, path: Path, reps: int = 2000) -> None:
+    """IQM and mean per agent with their stratified-bootstrap intervals, as rliable's interval plots draw them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agg = stats.aggregates(scores, reps, LEVEL)
+    colors = _agent_palette(list(agg["agent"]))
+    fig, axes = plt.subplots(1, 2, figsize=(7, 0.5 * len(agg) + 1.2), sharey=True)
+    for ax, name in zip(axes, ("iqm", "mean")):
+        for i, r in agg.iterrows():
+            ax.barh(i, r[f"{name}_hi"] - r[f"{name}_lo"], left=r[f"{name}_lo"], height=0.6, color=colors[r["agent"]],
+                    alpha=0.75)  # fmt: skip
+            ax.plot([r[name]] * 2, [i - 0.3, i + 0.3], "k-", lw=2)
+        ax.set_title("IQM" if name == "iqm" else "mean", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(agg)), agg["agent"])
+    fig.supxlabel(f"D4RL-normalised score, {agg['datasets'].iloc[0]} datasets ({LEVEL:.0%} CI)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(df: pd.DataFrame, path: Path) -> bool:
+    """Score against minutes of update time per dataset, the seeds' mean per agent with its 95 % interval over the
+    seeds' evaluations at each scheduled minute; False (nothing drawn) without evaluations during training."""
+    curves = stats.time_curves(df)
+    if not (df["eval"] == "train").any() or not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    rows = [{"dataset": d, "agent": a, "seed": s, "minutes": round(m * 4) / 4, "score": y}
+            for (d, a, s), cv in curves.items() for m, y in cv]  # fmt: skip
+    long = pd.DataFrame(rows)
+    agents, datasets = stats.agent_order(long["agent"]), stats.dataset_order(long["dataset"])
+    grid = sns.relplot(data=long, x="minutes", y="score", hue="agent", hue_order=agents, col="dataset",
+                       col_order=datasets, col_wrap=min(3, len(datasets)), kind="line", errorbar=("ci", 95),
+                       palette=_agent_palette(agents), height=2.3, aspect=1.3, facet_kws={"sharey": False})  # fmt: skip
+    data = df.groupby("dataset")["data_score"].first()
+    for d, ax in grid.axes_dict.items():
+        if pd.notna(data.get(d)):
+            ax.axhline(data[d], color="k", lw=1, ls="--")
+        ax.set_title(d, fontsize=9)
+        ax.grid(alpha=0.3)
+    clock = "/".join(sorted(df["clock"].dropna().unique()))
+    grid.set_axis_labels(f"minutes of update time ({clock} clock)", "D4RL-normalised score")
+    grid.savefig(path, dpi=80)
+    return True
+
+
+def write_report(df: pd.DataFrame, meta: dict, baseline: str | None, out: Path, reps: int = 2000) -> str:
+    """Write report.md, scores.png, aggregates.png and (with evaluations during training) curves.png into
+    ``out``; the Markdown."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = report_md(df, meta, baseline, reps)
+    (out / "report.md").write_text(md)
+    scores = stats.scores_of(df)
+    plot_scores(scores, out / "scores.png")
+    plot_aggregates(scores, out / "aggregates.png", reps)
+    plot_curves(df, out / "curves.png")
+    return md
+
+
+def splice(path: Path, table_md: str, name: str, missing_ok: bool = False) -> bool:
+    """Replace what lies between the lines ``<!-- name -->`` and ``<!-- /name -->`` of a Markdown file with
+    ``table_md``; whether it did (without the block: False with ``missing_ok``, else ValueError naming the markers)."""
+    first, last = f"<!-- {name} -->", f"<!-- /{name} -->"
+    text = Path(path).read_text()
+    begin, end = text.find(first), text.find(last)
+    if begin < 0 or end < begin:
+        if missing_ok:
+            return False
+        raise ValueError(f"{path} has no {first} ... {last} block; add the two lines where the table goes")
+    Path(path).write_text(text[: begin + len(first)] + "\n" + table_md.strip("\n") + "\n" + text[end:])
+    return True
+
+
+__all__ = ["report_md", "splice", "write_report"]

@@ -1,0 +1,78 @@
+"""sweep.report and `python -m sweep report`: the tables a reader sees, from fake runs, and their plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import HOPPER_DATA, WALKER_DATA, fake_run
+from scipy import stats as sps
+
+from sweep import records, report
+from sweep.__main__ import main
+
+
+def _matrix(out):
+    for seed, s in enumerate([[10.0, 30.0, 20.0], [20.0, 50.0, 40.0], [30.0, 70.0, 60.0]]):
+        fake_run(out, "hopper-medium", "mingru", seed, s, minutes=[1, 2, 3], targets={"3600": s[-1], "1800": 5.0})
+    for seed, s in enumerate([[5.0, 6.0, 7.0], [6.0, 8.0, 9.0]]):
+        fake_run(out, "hopper-medium", "attention", seed, s, minutes=[2, 4, 6])
+    fake_run(out, "walker2d-medium", "mingru", 0, [60.0], minutes=[1])
+    fake_run(out, "walker2d-medium", "attention", 0, [40.0], minutes=[1])
+    df, meta = records.collect(out, "tiny")
+    return df, meta
+
+
+def test_report_tables(tmp_path):
+    df, meta = _matrix(tmp_path / "runs")
+    md = report.report_md(df, meta, "attention", reps=200)
+    last = [20.0, 40.0, 60.0]
+    lo, hi = sps.t.interval(0.95, 2, loc=np.mean(last), scale=sps.sem(last))
+    assert "| dataset | data | attention | mingru |" in md  # attention before the recurrent agents
+    assert f"| hopper-medium | {HOPPER_DATA:.1f} | 8.0 ± 1.4 [" in md
+    assert f"{np.mean(last):.1f} ± {np.std(last, ddof=1):.1f} [{lo:.1f}, {hi:.1f}] · 1/3 |" in md  # only 60 >= 50.3
+    assert f"| walker2d-medium | {WALKER_DATA:.1f} | 40.0 (n=1) · 0/1 | 60.0 (n=1) · 1/1 |" in md
+    assert md.index("| hopper-medium |") < md.index("| walker2d-medium |")
+    agg = md.split("| agent | IQM")[1]
+    assert "P(agent > attention) [95 % CI]" in agg
+    assert "| mingru | " in agg and "| 2 of 4 | 1 of 2 | 1000 (1000–1000), cpu clock |" in agg
+    assert "| attention | " in agg and "| – | 0 of 3 | 0 of 2 | 500 (500–1000), cpu clock |" in agg
+    # Equal updates at 3000 (both agents' median final count): mingru's final 40.0 mean, attention's too.
+    assert "Equal updates: each run's last evaluation at or before 3000 updates" in md
+    assert "| hopper-medium | 3600 | 8.0 ± 1.4 (n=2) | 40.0 ± 20.0 (n=3) |" in md
+    assert "| hopper-medium | 1800 | – | 5.0 ± 0.0 (n=3) |" in md
+    assert md.index("| 3600 |") < md.index("| 1800 |")  # the higher (primary) target first
+    # Minutes to the data: on hopper only seed 2 gets there (70 at 2 minutes), on walker2d at 1; to attention's
+    # final (8.0 and 40.0) every mingru seed at its first evaluation; attention's own: 4 and 1 minutes.
+    assert "| hopper-medium | 50.3 | 8.0 | – (0/2) | 4.0 (1/2) | 2.0 (1/3) | 1.0 (3/3) |" in md
+    assert "| mingru | 1.5 (2 of 2) | 1.0 (2 of 2) | 0.62 (2) |" in md
+    assert "Machine: Test CPU (2 cores), torch 2.13.0, 1 thread(s)." in md
+    with pytest.raises(ValueError, match="no baseline agent 'dt'"):
+        report.report_md(df, meta, "dt")
+
+
+def test_report_command_writes_markdown_and_plots_and_splices(tmp_path, capsys):
+    df, meta = _matrix(tmp_path / "runs")
+    csv = records.write_table(df, meta, tmp_path / "tiny.csv")
+    rd = tmp_path / "runs" / "hopper-medium" / "mingru" / "seed0" / "evals" / "window"
+    rd.mkdir(parents=True)
+    (rd / "results.json").write_text('{"normalized_score_mean": 33.0, "steps": 3000, "acting_mode": "window"}')
+    page = tmp_path / "RESULTS.md"
+    page.write_text("# R\n<!-- tiny -->\nold\n<!-- /tiny -->\n<!-- other -->\nkeep\n<!-- /other -->\n")
+    out = tmp_path / "report"
+    main(["report", str(csv), "--baseline", "attention", "--out", str(out), "--reps", "100", "--splice", str(page),
+          "--splice-name", "tiny"])  # fmt: skip
+    md = (out / "report.md").read_text()
+    assert page.read_text() == f"# R\n<!-- tiny -->\n{md.strip()}\n<!-- /tiny -->\n<!-- other -->\nkeep\n<!-- /other -->\n"
+    for name in ("scores.png", "aggregates.png", "curves.png"):
+        assert (out / name).stat().st_size > 1000
+    page.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="no <!-- tiny -->"):
+        main(["report", str(csv), "--out", str(out), "--reps", "10", "--splice", str(page), "--splice-name", "tiny"])
+    assert page.read_text() == "# no markers\n"
+    # Another evaluation of the final weights (here a window-acting one) gets its own table beside the final.
+    collected = tmp_path / "with-window.csv"
+    main(["collect", str(tmp_path / "runs"), "--name", "w", "--out", str(collected)])
+    main(["report", f"{collected}:mingru", f"{csv}:attention", "--baseline", "attention", "--out", str(out),
+          "--reps", "10"])  # fmt: skip
+    md = (out / "report.md").read_text()
+    assert "evaluated again as `window`" in md and "| hopper-medium | 20.0 → 33.0 (n=1) |" in md

@@ -1,0 +1,106 @@
+"""sweep.stats against independent computations: numpy's ddof=1 std, scipy's t interval, a hand-computed IQM and
+probability of improvement, a hand-counted time to score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fakes import HOPPER_DATA, fake_run
+from scipy import stats as sps
+
+from sweep import records, stats
+
+
+def _scores(table: dict[tuple[str, str], list[float]], data: dict[str, float]) -> pd.DataFrame:
+    rows = [{"dataset": d, "agent": a, "seed": i, "score": v, "return": np.nan, "updates": 1000,
+             "train_minutes": 4.0, "clock": "cpu", "data_score": data[d]}
+            for (d, a), vs in table.items() for i, v in enumerate(vs)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_sample_std_and_t_interval():
+    x = [40.3, 42.2, 96.6]
+    assert stats.sample_std(x) == pytest.approx(np.std(x, ddof=1)) == pytest.approx(31.97, abs=0.01)
+    lo, hi = stats.t_interval(x)
+    ref = sps.t.interval(0.95, 2, loc=np.mean(x), scale=sps.sem(x))
+    assert (lo, hi) == pytest.approx(ref)
+    assert np.isnan(stats.sample_std([1.0])) and all(np.isnan(stats.t_interval([1.0])))
+
+
+def test_per_dataset_counts_seeds_at_or_above_the_data():
+    scores = _scores({("hopper-medium", "mingru"): [40.3, 42.2, 96.6], ("hopper-medium", "dt"): [60.0, 61.0, 10.0]},
+                     {"hopper-medium": 50.0})  # fmt: skip
+    table = stats.per_dataset(scores).set_index("agent")
+    assert table.loc["mingru", "at_data"] == 1 and table.loc["dt", "at_data"] == 2  # the mean 59.7 would say "at"
+    assert table.loc["mingru", "std"] == pytest.approx(np.std([40.3, 42.2, 96.6], ddof=1))
+    counts = stats.at_data_counts(table.reset_index()).set_index("agent")
+    assert counts.loc["mingru", ["seeds_at", "seeds", "datasets_at", "datasets"]].tolist() == [1, 3, 0, 1]
+    assert counts.loc["dt", "datasets_at"] == 1
+
+
+def test_aggregates_and_probability_of_improvement_by_hand():
+    a = {"d1": [1.0, 2.0, 3.0, 4.0], "d2": [5.0, 6.0, 7.0, 8.0]}
+    b = {"d1": [0.0, 0.0, 10.0, 10.0], "d2": [5.0, 5.0, 5.0, 5.0]}
+    table = {(d, "a"): v for d, v in a.items()} | {(d, "b"): v for d, v in b.items()}
+    scores = _scores(table, {"d1": 0.0, "d2": 0.0})
+    agg = stats.aggregates(scores, reps=200).set_index("agent")
+    # IQM of a's 8 runs: drop the lowest and highest two (1, 2, 7, 8), mean of 3, 4, 5, 6.
+    assert agg.loc["a", "iqm"] == pytest.approx(4.5) and agg.loc["a", "mean"] == pytest.approx(4.5)
+    assert agg.loc["b", "iqm"] == pytest.approx(5.0)  # 0 0 5 5 5 5 10 10 -> 5 5 5 5
+    assert agg.loc["a", "iqm_lo"] <= 4.5 <= agg.loc["a", "iqm_hi"]
+    assert agg.loc["b", "mean_lo"] < agg.loc["b", "mean_hi"]
+    poi = stats.improvement(scores, "b", reps=200).set_index("agent")
+    # d1: pairs (a > b) count 1 each when b = 0 (8 of 16), ties count half: none; d2: a > 5 in 3 of 4 runs, a = 5
+    # once (half): (12 + 2) / 16.
+    assert poi.loc["a", "poi"] == pytest.approx((8 / 16 + 14 / 16) / 2)
+    assert poi.loc["a", "lo"] <= poi.loc["a", "poi"] <= poi.loc["a", "hi"]
+    with pytest.raises(ValueError, match="no baseline agent 'c'"):
+        stats.improvement(scores, "c")
+
+
+def test_stratified_bootstrap_resamples_within_each_task():
+    m = np.array([[0.0, 10.0], [0.0, 20.0]])  # task 0 never varies; task 1's mean lies in [10, 20]
+    lo, hi = stats.stratified_bootstrap(lambda x: x.mean(), [m], reps=500)
+    assert 5.0 <= lo <= hi <= 10.0 and hi - lo > 1.0
+
+
+def test_updates_per_minute_and_equal_updates(tmp_path):
+    fake_run(tmp_path, "hopper-medium", "mingru", 0, [10.0, 20.0, 30.0, 40.0], minutes=[1, 2, 3, 4])
+    fake_run(tmp_path, "hopper-medium", "dt", 0, [5.0, 6.0], minutes=[2, 4])
+    df, _ = records.collect(tmp_path, "x")
+    speed = stats.updates_per_minute(stats.scores_of(df)).set_index("agent")
+    assert speed.loc["mingru", "median"] == 1000.0 and speed.loc["dt", "median"] == 500.0
+    n, matched = stats.at_updates(df)
+    assert n == 2000  # dt's final update count, the smaller
+    assert matched.set_index("agent").loc["mingru", "score"] == 20.0  # mingru's evaluation at 2000 updates
+    assert stats.at_updates(df, 2500)[1].set_index("agent").loc["mingru", "updates"] == 2000
+
+
+def test_time_to_score_by_hand(tmp_path):
+    """hopper-medium: dt x3 (final 60), mingru x2, minlstm x1 (never there); walker2d-medium: dt, mingru."""
+    for seed, (m, s) in enumerate([([1, 2, 3, 4], [20, 45, 55, 60]), ([1, 2, 3, 4], [30, 52, 58, 70]),
+                                   ([1.5, 3, 4.5], [10, 40, 50])]):  # fmt: skip
+        fake_run(tmp_path, "hopper-medium", "dt", seed, s, minutes=m)  # seed 2: 50 < 50.31, never the data
+    fake_run(tmp_path, "hopper-medium", "mingru", 0, [40, 55, 62, 65], minutes=[0.5, 1, 1.5, 2])
+    fake_run(tmp_path, "hopper-medium", "mingru", 1, [50, 51, 59, 61], minutes=[0.5, 1, 1.5, 2.5])
+    fake_run(tmp_path, "hopper-medium", "minlstm", 0, [10, 20], minutes=[1, 2])
+    fake_run(tmp_path, "walker2d-medium", "dt", 0, [45, 80], minutes=[2, 5])
+    fake_run(tmp_path, "walker2d-medium", "mingru", 0, [60, 70, 85], minutes=[1, 2, 3])
+    tts = stats.time_to_score(records.collect(tmp_path, "x")[0], "dt")
+    assert tts["clock"] == {"cpu": 8}
+    hopper, walker = tts["datasets"]["hopper-medium"], tts["datasets"]["walker2d-medium"]
+    assert hopper["data"] == pytest.approx(HOPPER_DATA) and hopper["baseline_final"] == pytest.approx(60.0)
+    dt = hopper["agents"]["dt"]
+    assert dt["to_data"] == {"minutes": 2.5, "reached": 2, "seeds": 3, "per_seed": [3, 2, None]}
+    assert dt["to_baseline"] == {"minutes": 4.0, "reached": 2, "seeds": 3, "per_seed": [4, 4, None]}
+    mingru = hopper["agents"]["mingru"]
+    assert mingru["to_data"]["per_seed"] == [1, 1] and mingru["to_baseline"]["per_seed"] == [1.5, 2.5]
+    assert hopper["agents"]["minlstm"]["to_data"] == {"minutes": None, "reached": 0, "seeds": 1, "per_seed": [None]}
+    assert "minlstm" not in walker["agents"] and walker["agents"]["mingru"]["to_baseline"]["minutes"] == 3
+    avg = tts["average"]
+    assert avg["dt"]["to_data"] == {"minutes": pytest.approx((2.5 + 5) / 2), "datasets": 2, "of": 2}
+    assert avg["mingru"]["to_baseline"]["minutes"] == pytest.approx((2 + 3) / 2)
+    assert avg["mingru"]["ratio"] == {"ratio": pytest.approx((2 / 4 + 3 / 5) / 2), "datasets": 2}
+    assert avg["dt"]["ratio"] == {"ratio": 1.0, "datasets": 2}
+    assert avg["minlstm"]["to_data"] == {"minutes": None, "datasets": 0, "of": 1}
