@@ -61,7 +61,7 @@ RECURRENT_BACKBONES: tuple[str, ...] = tuple(b for b in BACKBONES if b != "trans
 LAYOUTS: tuple[str, ...] = ("interleaved", "stacked")
 RTG_EMBEDS: tuple[str, ...] = ("joint", "layernorm", "balanced")
 ACTING_MODES: tuple[str, ...] = ("auto", "window", "recurrent")
-TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in", "mixed", "auto")
+TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in", "mixed")
 EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
 #: Values of ``cuda_graphs``; the same tuple as ``agents.graphs.MODES`` (not imported from there: agents.graphs
 #: imports agents.decision, which imports this module).
@@ -152,11 +152,11 @@ class TrainConfig:
     train_mode: str = _field(
         "window",
         "window (random K-step windows, DT), episode_start, segments (episodes from t=0, the state recurrent "
-        "acting carries), burn_in, mixed (batch_size windows plus segment_batch segments in each update, the two "
-        "losses averaged), or auto: mixed when the agent acts recurrently, window when it acts on windows",
+        "acting carries), burn_in, or mixed (batch_size windows plus segment_batch segments in each update, the "
+        "two losses averaged)",
     )
     segment_len: int = _field(1000, "train_mode=segments or mixed: steps per segment (right-padded episodes)")
-    segment_batch: int = _field(1, "train_mode=mixed: whole-episode segments in each update, beside the windows")
+    segment_batch: int = _field(4, "train_mode=mixed: whole-episode segments in each update, beside the windows")
     burn_in: int = _field(20, "train_mode=burn_in: steps run without gradient before each window")
     # --- acting and evaluation ---
     acting_mode: str = _field(
@@ -246,20 +246,11 @@ class TrainConfig:
     @property
     def window_steps(self) -> int:
         """Steps per sampled training sequence, a burn-in prefix included."""
-        mode = self.resolved_train_mode()
-        if mode == "segments":
+        if self.train_mode == "segments":
             return self.segment_len
-        if mode == "burn_in":
+        if self.train_mode == "burn_in":
             return self.burn_in + self.context_len
         return self.context_len  # mixed: the windows' (its segments add up to segment_batch x segment_len steps)
-
-    def resolved_train_mode(self) -> str:
-        """The training regime: ``train_mode``, with "auto" following the acting mode. An agent that acts
-        recurrently carries its state through whole episodes, so it trains on ``mixed`` batches, whose episode
-        segments from t=0 show it that state; one that reruns windows trains on ``window``s (DT)."""
-        if self.train_mode != "auto":
-            return self.train_mode
-        return "mixed" if self.resolved_acting_mode() == "recurrent" else "window"
 
     def resolved_acting_mode(self) -> str:
         """The acting mode evaluation uses: ``acting_mode``, with "auto" resolved for the backbone."""

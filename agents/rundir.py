@@ -113,7 +113,7 @@ def results_dict(
         "backbone": cfg.backbone,
         "acting_mode": head["acting_mode"],
         "layout": cfg.layout,
-        "train_mode": cfg.resolved_train_mode(),
+        "train_mode": cfg.train_mode,
         "target_return": head["target_return"],
         "env_id": head["env_id"],
         "dataset": cfg.dataset,

@@ -107,20 +107,20 @@ def check_same_model(cfg: TrainConfig, saved: dict[str, Any], where: str) -> Non
 def sample_batch(
     store: Any, cfg: TrainConfig, rng: np.random.Generator, fixed_shape: bool = True
 ) -> dict[str, np.ndarray]:
-    """One training batch for ``cfg.resolved_train_mode()``; see TrainConfig.train_mode.
+    """One training batch for ``cfg.train_mode``; see TrainConfig.train_mode.
 
     Windows are (B, K); segments (B, segment_len), or with ``fixed_shape=False`` cut after the batch's longest
     episode (the causal backbones give the real steps the same outputs, so the loss is unchanged; a CUDA-graphed
     update needs the fixed shape). ``mixed`` returns the windows' keys plus the segments' as ``seg_<key>``.
     """
-    B, K, mode = cfg.batch_size, cfg.context_len, cfg.resolved_train_mode()
-    if mode == "window":
+    B, K = cfg.batch_size, cfg.context_len
+    if cfg.train_mode == "window":
         return store.sample_windows(B, K, rng, start="random")
-    if mode == "episode_start":
+    if cfg.train_mode == "episode_start":
         return store.sample_windows(B, K, rng, start="episode")
-    if mode == "segments":
+    if cfg.train_mode == "segments":
         return _segments(store, B, cfg.segment_len, rng, fixed_shape)
-    if mode == "mixed":
+    if cfg.train_mode == "mixed":
         windows = store.sample_windows(B, K, rng, start="random")
         segments = _segments(store, cfg.segment_batch, cfg.segment_len, rng, fixed_shape)
         return windows | {f"seg_{k}": v for k, v in segments.items()}
@@ -144,11 +144,11 @@ def compute_loss(model: torch.nn.Module, b: dict[str, Tensor], cfg: TrainConfig)
     """(masked squared error reduced as ``cfg.loss_reduction``, predicted actions (B, K, act), mask (B, K)) for one
     batch. ``mixed``: the mean of the windows' loss and the segments' loss (each over its own real steps), so
     neither part outweighs the other whatever their lengths; the predictions and mask are the windows'."""
-    keys, mode = ("states", "actions", "rtg", "timesteps", "mask"), cfg.resolved_train_mode()
-    if mode != "burn_in":
+    keys = ("states", "actions", "rtg", "timesteps", "mask")
+    if cfg.train_mode != "burn_in":
         pred, _ = model(*(b[k] for k in keys))
         loss = masked_mse(pred, b["actions"], b["mask"], cfg.loss_reduction)
-        if mode == "mixed":
+        if cfg.train_mode == "mixed":
             seg_pred, _ = model(*(b[f"seg_{k}"] for k in keys))
             loss = 0.5 * (loss + masked_mse(seg_pred, b["seg_actions"], b["seg_mask"], cfg.loss_reduction))
         return loss, pred, b["mask"]

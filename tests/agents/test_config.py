@@ -147,17 +147,3 @@ def test_cuda_graphs_key() -> None:
         load_config(None, ["cuda_graphs=on"]).resolved_cuda_graphs(distributed=True)
     with pytest.raises(ValueError, match=r"cuda_graphs='on' needs a model on CUDA, got device cpu"):
         use_graphs(load_config(None, ["cuda_graphs=on"]).resolved_cuda_graphs(), cpu)
-
-
-@pytest.mark.parametrize(
-    ("backbone", "acting", "regime"),
-    [("mingru", "auto", "mixed"), ("minlstm", "recurrent", "mixed"), ("mingru", "window", "window"),
-     ("transformer", "auto", "window")],
-)  # fmt: skip
-def test_auto_train_mode_follows_the_acting_mode(backbone: str, acting: str, regime: str) -> None:
-    """train_mode=auto trains on what the agent acts with: whole-episode segments beside the windows when it carries
-    a recurrent state through episodes, windows when it reruns them."""
-    cfg = load_config(None, [f"backbone={backbone}", f"acting_mode={acting}", "train_mode=auto"])
-    assert cfg.train_mode == "auto" and cfg.resolved_train_mode() == regime
-    assert cfg.window_steps == cfg.context_len  # mixed samples K-step windows; its segments come on top
-    assert load_config(None, [f"backbone={backbone}", "train_mode=segments"]).resolved_train_mode() == "segments"
