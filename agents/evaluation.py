@@ -10,7 +10,7 @@ import numpy as np
 
 from agents.config import TrainConfig
 from agents.decision import DecisionModel
-from agents.policy import DecisionPolicy
+from agents.policy import acting_policy
 from envs.store import StoreInfo
 
 __all__ = ["Evaluation", "evaluate_model", "score_of"]
@@ -77,14 +77,10 @@ def evaluate_model(
     from envs import evaluate
 
     mode = acting_mode or cfg.resolved_acting_mode()
-    on_cuda = next(model.parameters()).device.type == "cuda"
-    graphs = cfg.resolved_cuda_graphs() if on_cuda else "off"  # recurrent acting through a CUDA graph
     per_target, actions = {}, None
     was_training = model.training
     for i, target in enumerate(targets):
-        policy = DecisionPolicy(
-            model, target, mode, cfg.context_len, record_actions=record_actions and i == 0, cuda_graphs=graphs
-        )
+        policy = acting_policy(model, cfg, target, mode, record_actions=record_actions and i == 0)
         res = evaluate(
             policy, store_info.env_id, n_episodes=episodes or cfg.eval_episodes,
             n_envs=n_envs or cfg.eval_envs, seed=cfg.eval_seed if seed is None else seed,

@@ -22,7 +22,7 @@ The return-to-go of slot i at step t is ``target - (sum of the rewards slot i ea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,7 +31,10 @@ from torch import Tensor
 from agents.decision import DecisionModel
 from agents.graphs import ACT_BACKBONES, MODES, GraphedActor
 
-__all__ = ["DecisionPolicy"]
+if TYPE_CHECKING:
+    from agents.config import TrainConfig
+
+__all__ = ["DecisionPolicy", "acting_policy"]
 
 
 class DecisionPolicy:
@@ -161,3 +164,15 @@ class DecisionPolicy:
         action = self.actor.act(s, r, t.long(), self.prev_action, self.prev_t, has_prev).clone()
         self.started, self.prev_t = True, t
         return action
+
+
+def acting_policy(
+    model: DecisionModel, cfg: TrainConfig, target: float, mode: str | None = None, record_actions: bool = False
+) -> DecisionPolicy:
+    """The DecisionPolicy a run acts with, in evaluation, videos, ``run_rl.py eval`` and ``agents.load_agent``:
+    ``mode`` (default the run's acting mode), the run's K, and recurrent acting through a CUDA graph where the
+    run's ``cuda_graphs`` allows it and the model is on CUDA."""
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    graphs = cfg.resolved_cuda_graphs() if on_cuda else "off"
+    mode = mode or cfg.resolved_acting_mode()
+    return DecisionPolicy(model, target, mode, cfg.context_len, record_actions=record_actions, cuda_graphs=graphs)

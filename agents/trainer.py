@@ -35,7 +35,7 @@ from agents.decision import DecisionModel, masked_mse
 from agents.distributed import DistInfo, resolve_device
 from agents.evaluation import evaluate_model, score_of
 from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, make_graphable_optimizer, use_graphs
-from agents.policy import DecisionPolicy
+from agents.policy import acting_policy
 from agents.preempt import Preempted, Preemption
 from agents.resume import CheckpointWriter, TrainState, check_in_sync, rank_state, start_state
 from agents.rundir import LossMeter, RunLog, prepare_run_dir, results_dict
@@ -495,7 +495,7 @@ def log_video(log: RunLog, model: DecisionModel, cfg: TrainConfig, env_id: str, 
     from envs.video import render_episode
 
     was_training = model.training
-    policy = DecisionPolicy(model.eval(), target, cfg.resolved_acting_mode(), cfg.context_len)
+    policy = acting_policy(model.eval(), cfg, target)
     ep = render_episode(policy, env_id, seed=cfg.eval_seed, max_steps=cfg.eval_max_steps)
     model.train(was_training)
     tbv.log_video(log.writer, ep.frames, step, ep.fps)
