@@ -45,7 +45,8 @@ def main(path: str) -> None:
         ups = [g[(g["agent"] == a) & (g["eval"] == "final")]["updates"] for a in ("window", "mixed")]
         upd = " / ".join(f"{u.min()}–{u.max()}" if len(u) else "" for u in ups)
         print(f"| {ds} ({g['data_score'].iloc[0]:.1f}) | " + " | ".join(row) + f" | {upd} |")
-    print("| average over datasets | " + " | ".join(f"{sum(m) / len(m):.1f} ({len(m)})" for m in means.values()) + " | |")
+    averages = " | ".join(f"{sum(m) / len(m):.1f} ({len(m)})" for m in means.values())
+    print(f"| average over datasets (datasets) | {averages} | |")
 
 
 if __name__ == "__main__":
