@@ -162,7 +162,7 @@ def build_train_parser(sub: Any) -> Parser:
 
 def resolve_train_config(args: argparse.Namespace) -> Any:
     """defaults <- saved config (with --resume) <- --config files, in order <- config flags <- --set."""
-    from agents.config import TrainConfig, apply_overrides, load_yaml, parse_override, resolve_config_path
+    from agents.config import TrainConfig, apply_overrides, coerce, load_yaml, parse_override, resolve_config_path
 
     values: dict[str, Any] = {}
     if args.resume and args.out:
@@ -171,11 +171,11 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
             values.update(load_yaml(saved))
     for name in args.config:
         values.update(load_yaml(resolve_config_path(name)))
-    base = apply_overrides(TrainConfig(), values)
-    bools = {k: v for k, v in vars(base).items() if isinstance(v, bool)}
+    defaults = {k: v for k, v in vars(TrainConfig()).items() if isinstance(v, bool)}  # the files' values, typed
+    bools = {k: coerce(k, values[k]) if k in values else v for k, v in defaults.items()}
     values.update(parse_config_flags(args.config_flags, bools, args.valid_flags))
     values.update(parse_override(o) for o in args.overrides)
-    return apply_overrides(TrainConfig(), values).validate()
+    return apply_overrides(TrainConfig(), values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

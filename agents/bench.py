@@ -82,21 +82,20 @@ def bench_train_step(
     device: str = "cpu",
     cuda_graphs: str = "off",
 ) -> dict[str, Any]:
-    """Median seconds of one ``agents.trainer.update_step`` (DT's optimiser settings), or of the trainer's
-    ``GraphedUpdate.step`` where ``cuda_graphs`` resolves to on for this device and backbone (``on`` raises where it
-    cannot); returns a JSON-ready row, with the median CPU seconds of this process beside (`cpu_ms_per_step`: with one
-    thread, one core's cost however busy the machine is)."""
+    """Median seconds of one update of the trainer (``agents.trainer.make_updater``, DT's optimiser settings),
+    captured as a CUDA graph where ``cuda_graphs`` resolves to on for this device and backbone (``on`` raises where
+    it cannot); returns a JSON-ready row, with the median CPU seconds of this process beside (`cpu_ms_per_step`: with
+    one thread, one core's cost however busy the machine is)."""
     from agents.graphs import UPDATE_BACKBONES, use_graphs
-    from agents.trainer import build_model, make_optimizer, make_updater, update_step
+    from agents.trainer import build_model, make_optimizer, make_updater
 
     torch.manual_seed(0)
     B = batch_size
     cfg = TrainConfig(backbone=backbone, layout=layout, dim=dim, depth=depth, context_len=K, batch_size=B)
     model = build_model(cfg, OBS_DIM, ACT_DIM).to(device).train()
     graphs = use_graphs(cuda_graphs, torch.device(device), backbone, UPDATE_BACKBONES)
-    optimizer, scheduler = make_optimizer(model, cfg, graphs)
-    if graphs:
-        updater = make_updater(model, cfg, optimizer, scheduler, graphs=True)
+    optimizer, scheduler = make_optimizer(model.parameters(), cfg, graphs)
+    updater = make_updater(model, cfg, optimizer, scheduler, graphs)
     batch = {
         "states": torch.randn(B, K, OBS_DIM),
         "actions": torch.rand(B, K, ACT_DIM) * 2 - 1,
@@ -109,10 +108,7 @@ def bench_train_step(
     cuda = str(device).startswith("cuda")
 
     def update() -> None:
-        if graphs:
-            updater.step(batch)
-        else:
-            update_step(model, batch, cfg, optimizer, scheduler)
+        updater.step(batch).loss.item()  # the loop's one host sync per update
 
     update()  # warm-up (allocations, numba compilation, kernel compilation; the graph's capture)
     _sync(device)

@@ -63,8 +63,7 @@ RTG_EMBEDS: tuple[str, ...] = ("joint", "layernorm", "balanced")
 ACTING_MODES: tuple[str, ...] = ("auto", "window", "recurrent")
 TRAIN_MODES: tuple[str, ...] = ("window", "episode_start", "segments", "burn_in", "mixed")
 EVAL_VECTORS: tuple[str, ...] = ("auto", "sync", "async")
-#: Values of ``cuda_graphs``; the same tuple as ``agents.graphs.MODES`` (not imported from there: agents.graphs
-#: imports agents.decision, which imports this module).
+#: Values of ``cuda_graphs`` (agents/graphs.py reads them from here as ``MODES``).
 CUDA_GRAPH_MODES: tuple[str, ...] = ("auto", "on", "off")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "wsd")
 LOSS_REDUCTIONS: tuple[str, ...] = ("mean", "sum")
@@ -229,6 +228,9 @@ class TrainConfig:
     )
     progress: bool = _field(True, "show a tqdm progress bar")
 
+    def __post_init__(self) -> None:
+        self.validate()  # a TrainConfig exists only valid: made, loaded or derived with dataclasses.replace
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -319,7 +321,7 @@ class TrainConfig:
         return self.cuda_graphs
 
     def validate(self) -> TrainConfig:
-        """Return self, or raise ValueError naming the bad value and the fix."""
+        """Return self, or raise ValueError naming the bad value and the fix; run once, by ``__post_init__``."""
         _check_choice("backbone", self.backbone, BACKBONE_NAMES)
         _check_choice("layout", self.layout, LAYOUTS)
         _check_choice("rtg_embed", self.rtg_embed, RTG_EMBEDS)
@@ -557,19 +559,19 @@ def parse_override(text: str) -> tuple[str, str]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file (if any), then the overrides; validated."""
+    """Defaults, then the YAML file (if any), then the overrides, applied at once (and so validated once)."""
     values: dict[str, Any] = load_yaml(resolve_config_path(path)) if path else {}
     if isinstance(overrides, dict):
         values.update(overrides)
     else:
         values.update(parse_override(o) for o in overrides or [])
-    return apply_overrides(TrainConfig(), values).validate()
+    return apply_overrides(TrainConfig(), values)
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Rebuild a config saved by ``to_dict`` (e.g. from a checkpoint's JSON); unknown keys are rejected. A config
     saved before ``activation`` existed trained with GELU, whatever its backbone, and is read so."""
-    return apply_overrides(TrainConfig(), {"activation": "gelu", **data}).validate()
+    return apply_overrides(TrainConfig(), {"activation": "gelu", **data})
 
 
 def default_targets(env_id: str) -> tuple[float, ...]:

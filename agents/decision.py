@@ -227,6 +227,7 @@ class DecisionModel(nn.Module):
         prev_action: Tensor,
         prev_timestep: Tensor | None = None,
         has_prev: Tensor | None = None,
+        capturable: bool = False,
     ) -> tuple[Tensor, Any]:
         """One environment step that feeds the previous action late: the a_{t-1} token, then what :meth:`step`
         feeds, in one backbone call. ``state`` is the backbone state *before* a_{t-1}; the returned state is the one
@@ -237,6 +238,10 @@ class DecisionModel(nn.Module):
         with n. ``has_prev`` (n,) bool, False where there is no a_{t-1} (a new episode: that token is padding and
         leaves the state unchanged); None means every row has one. ``prev_timestep`` is a_{t-1}'s timestep.
         If ``has_prev`` is all False, only (R_t, s_t) run. stacked: the same as :meth:`step`.
+
+        ``capturable``: no host-side branch on ``has_prev`` (a CUDA graph cannot hold one, agents/graphs.py): the
+        3 tokens always run, a_{t-1} masked where ``has_prev`` is False, which equals the 2-token call (a masked
+        token leaves the state unchanged). ``has_prev`` is then required.
         """
         if not self.interleaved:
             return self.step(state_obs, rtg, timestep, prev_action, state)
@@ -244,7 +249,10 @@ class DecisionModel(nn.Module):
         time = self._time(timestep)
         toks = [self.embed_return(r) + time, self.embed_state(s) + time]
         mask = None
-        if has_prev is None or bool(has_prev.any()):
+        if capturable:
+            toks.insert(0, self.embed_action(prev_action) + self._time(prev_timestep))
+            mask = torch.stack([has_prev, torch.ones_like(has_prev), torch.ones_like(has_prev)], dim=1)  # (n, 3)
+        elif has_prev is None or bool(has_prev.any()):
             toks.insert(0, self.embed_action(prev_action) + self._time(prev_timestep))
             if has_prev is not None and not bool(has_prev.all()):
                 mask = torch.ones(len(has_prev), 3, dtype=torch.bool, device=has_prev.device)

@@ -11,6 +11,9 @@ How (PyTorch "Model ensembling" tutorial, https://pytorch.org/tutorials/intermed
 - ``sum(loss).backward()`` gives each seed exactly its own gradient (the seeds share no parameters);
 - per-seed gradient clipping: each seed's global norm is computed over its own slices and each seed is scaled by
   ``min(1, max_norm / (norm + 1e-6))``, the formula of ``torch.nn.utils.clip_grad_norm_``;
+- the trainer's loss and optimizer: ``agents.trainer.compute_loss`` (the config's train_mode, loss_reduction and
+  bf16 autocast) for each seed, and ``agents.trainer.make_optimizer`` (AdamW and the config's lr_schedule) over the
+  stacked tensors;
 - per-seed AdamW: AdamW is elementwise (Loshchilov & Hutter 2019, Algorithm 2), so one AdamW over the stacked
   (N, ...) tensors *is* N independent AdamWs: every seed has its own first and second moments. The step count and
   the learning-rate schedule are shared, as they are equal across seeds anyway.
@@ -25,6 +28,7 @@ runs, but SDPA has no batching rule (vmap loops over the seeds); gru/lstm do not
 branches on ``mask.all()``, data-dependent control flow that vmap refuses).
 
 >>> import torch
+>>> from agents.config import TrainConfig
 >>> from agents.decision import DecisionModel
 >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
 <torch._C.Generator object at ...>
@@ -35,7 +39,8 @@ branches on ``mask.all()``, data-dependent control flow that vmap refuses).
 ...     return {"states": torch.randn(N, B, K, 3), "actions": torch.rand(N, B, K, 2) - 0.5,
 ...             "rtg": torch.ones(N, B, K), "timesteps": torch.arange(K).expand(N, B, K),
 ...             "mask": torch.ones(N, B, K, dtype=torch.bool)}
->>> losses = train_ensemble(models, sample, steps=3, lr=1e-3)
+>>> cfg = TrainConfig(lr=1e-3, warmup_steps=1, dropout=0.0)
+>>> losses = train_ensemble(models, sample, steps=3, cfg=cfg)
 >>> tuple(losses.shape)
 (3, 2)
 """
@@ -50,7 +55,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from agents.graphs import decision_loss
+from agents.config import TrainConfig
+from agents.trainer import compute_loss, make_optimizer
 
 __all__ = ["Ensemble", "train_ensemble"]
 
@@ -60,34 +66,22 @@ class Ensemble:
 
     Args:
         models: N modules of one architecture (e.g. DecisionModels built with seeds 0..N-1), on one device.
-        lr, weight_decay, warmup_steps: AdamW and its linear warm-up, as ``agents.trainer.make_optimizer``.
-        grad_clip: per-seed max gradient norm; 0 or None: none.
-        loss_fn: ``loss_fn(model, batch) -> scalar`` for one seed; default ``agents.graphs.decision_loss``.
+        cfg: the training config: loss (train_mode, loss_reduction, bf16), AdamW and its schedule (lr,
+            weight_decay, warmup_steps, lr_schedule), per-seed gradient clipping (grad_clip), as the trainer.
         randomness: vmap's randomness for dropout: "different" (each seed its own masks), "same" or "error".
     """
 
-    def __init__(
-        self,
-        models: list[nn.Module],
-        lr: float = 1e-4,
-        weight_decay: float = 1e-4,
-        warmup_steps: int = 1,
-        grad_clip: float | None = 0.25,
-        loss_fn: Callable[[nn.Module, dict[str, Tensor]], Tensor] = decision_loss,
-        randomness: str = "different",
-    ) -> None:
+    def __init__(self, models: list[nn.Module], cfg: TrainConfig, randomness: str = "different") -> None:
         if len(models) < 1:
             raise ValueError("train_ensemble needs at least one model, got an empty list")
         names = [sorted(n for n, _ in m.named_parameters()) for m in models]
         if any(n != names[0] for n in names):
             raise ValueError("every model of an ensemble must have the same architecture (parameter names differ)")
-        self.models, self.n, self.loss_fn = models, len(models), loss_fn
+        self.models, self.n, self.cfg = models, len(models), cfg
         self.params, self.buffers = stack_module_state(models)  # name -> (N, ...) leaf tensors
         self.base = copy.deepcopy(models[0]).to("meta")  # the structure only; tensors come from self.params
-        self.max_norm = grad_clip or math.inf
-        self.opt = torch.optim.AdamW(self.params.values(), lr=lr, weight_decay=weight_decay)
-        warmup = max(warmup_steps, 1)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min((s + 1) / warmup, 1.0))
+        self.max_norm = cfg.grad_clip or math.inf
+        self.opt, self.sched = make_optimizer(self.params.values(), cfg)
         self._losses = vmap(self._loss_one, in_dims=(0, 0, 0), randomness=randomness)
 
     def _loss_one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
@@ -96,7 +90,8 @@ class Ensemble:
         def model(*args: Tensor, **kwargs: object) -> object:
             return functional_call(self.base, (params, buffers), args, kwargs)
 
-        return self.loss_fn(model, batch)  # type: ignore[arg-type]
+        with torch.autocast(batch["states"].device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            return compute_loss(model, batch, self.cfg)[0]  # type: ignore[arg-type]
 
     def step(self, batch: dict[str, Tensor]) -> Tensor:
         """One update of every seed on ``batch`` (each tensor (N, B, ...): seed i trains on row i) -> losses (N,)."""
@@ -133,18 +128,14 @@ class Ensemble:
 
 
 def train_ensemble(
-    models: list[nn.Module],
-    sample_fn: Callable[[int], dict[str, Tensor]],
-    steps: int,
-    **kwargs: object,
+    models: list[nn.Module], sample_fn: Callable[[int], dict[str, Tensor]], steps: int, cfg: TrainConfig
 ) -> Tensor:
     """Train ``models`` (N seeds of one config) together for ``steps`` updates; returns the losses (steps, N).
 
-    ``sample_fn(step)`` returns the batch of that step with a leading seed dim: tensors (N, B, ...). ``kwargs`` go to
-    :class:`Ensemble` (lr, weight_decay, warmup_steps, grad_clip, loss_fn, randomness). The trained weights are
-    written back into ``models`` at the end.
+    ``sample_fn(step)`` returns the batch of that step with a leading seed dim: tensors (N, B, ...). ``cfg`` is the
+    training config (see :class:`Ensemble`). The trained weights are written back into ``models`` at the end.
     """
-    ens = Ensemble(models, **kwargs)  # type: ignore[arg-type]
+    ens = Ensemble(models, cfg)
     losses = torch.stack([ens.step(sample_fn(step)) for step in range(steps)]) if steps else torch.zeros(0, len(models))
     ens.write_back()
     return losses

@@ -7,9 +7,11 @@ https://pytorch.org/docs/stable/notes/cuda.html#whole-network-capture). We use `
 than ``torch.compile(mode="reduce-overhead")``: no compile time per config, no recompiles, and the same Python code
 runs eagerly on the CPU, where the tests check it.
 
-- :class:`GraphedUpdate`: forward, masked-MSE loss, backward, gradient clipping and AdamW in one graph. The batch is
-  copied into static input buffers first; the LR schedule runs after each replay as an in-place ``fill_`` of the
-  optimizer's tensor learning rate (``LambdaLR`` writes into a tensor ``lr``), so warm-up needs no re-capture.
+- :class:`GraphedUpdate`: the training update (agents/trainer.py builds it for every run): loss, backward, gradient
+  clipping and AdamW, captured as one graph on CUDA and run eagerly elsewhere, behind the same ``step`` call. The
+  batch is copied into static input buffers first; the LR schedule runs after each replay as an in-place ``fill_``
+  of the optimizer's tensor learning rate (``LambdaLR`` writes into a tensor ``lr``), so warm-up needs no
+  re-capture.
 - :class:`GraphedActor`: :meth:`agents.decision.DecisionModel.step_deferred` for a fixed number of environments,
   with the backbone state held in static buffers that the graph itself updates.
 
@@ -21,36 +23,35 @@ dropout > 0 a graphed run is not bit-equal to an eager one (equal in distributio
 eager step within fp32 tolerance.
 
 >>> import torch
->>> from agents.decision import DecisionModel
->>> m = DecisionModel(3, 2, backbone="mingru", layout="stacked", dim=8, depth=1, dropout=0.0)
->>> opt, sched = make_graphable_optimizer(m, lr=1e-3, weight_decay=1e-4, warmup_steps=10)
->>> upd = GraphedUpdate(m, opt, sched, grad_clip=0.25, mode="off")
+>>> from agents.config import TrainConfig
+>>> from agents.trainer import build_model, compute_loss, make_optimizer
+>>> cfg = TrainConfig(backbone="mingru", layout="stacked", dim=8, depth=1, dropout=0.0, lr=1e-3, warmup_steps=10)
+>>> m = build_model(cfg, obs_dim=3, act_dim=2)
+>>> opt, sched = make_optimizer(m.parameters(), cfg)
+>>> upd = GraphedUpdate(m, opt, sched, 0.25, lambda model, b: compute_loss(model, b, cfg), mode="off")
 >>> B, K = 4, 5
 >>> batch = {"states": torch.randn(B, K, 3), "actions": torch.rand(B, K, 2) - 0.5, "rtg": torch.ones(B, K),
 ...          "timesteps": torch.arange(K).expand(B, K), "mask": torch.ones(B, K, dtype=torch.bool)}
->>> upd.step(batch).shape
-torch.Size([])
+>>> out = upd.step(batch)
+>>> out.loss.shape, out.pred.shape, out.mask.shape
+(torch.Size([]), torch.Size([4, 5, 2]), torch.Size([4, 5]))
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from agents.decision import DecisionModel, masked_mse
+from agents.config import CUDA_GRAPH_MODES as MODES
+from agents.decision import DecisionModel
 
-__all__ = [
-    "ACT_BACKBONES", "MODES", "UPDATE_BACKBONES", "GraphedActor", "GraphedUpdate", "decision_loss", "deferred_step",
-    "make_graphable_optimizer", "use_graphs",
-]  # fmt: skip
+__all__ = ["ACT_BACKBONES", "MODES", "UPDATE_BACKBONES", "GraphedActor", "GraphedUpdate", "StepOutput", "use_graphs"]
 
-MODES = ("auto", "on", "off")
-BATCH_KEYS = ("states", "actions", "rtg", "timesteps", "mask")
 WARMUP_ITERS = 3  # eager iterations on a side stream before capture (lazy state, cuBLAS workspaces, autotuning)
 
 
@@ -78,30 +79,15 @@ def use_graphs(mode: str, device: torch.device, backbone: str | None = None, all
     return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
-def decision_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-    """Masked MSE of a DecisionModel on one batch: states (B, K, obs), actions (B, K, act), rtg, timesteps, mask (B, K).
-    The same loss as ``agents.trainer.compute_loss`` for the window training modes."""
-    pred, _ = model(*(batch[k] for k in BATCH_KEYS))
-    return masked_mse(pred, batch["actions"], batch["mask"])
+class StepOutput(NamedTuple):
+    """What one update returns, as device tensors (no host sync): the loss (0-dim), the gradient norm before
+    clipping (0-dim), the predicted actions (B, K, act) and the mask of real steps (B, K). Graphed, they are the
+    graph's output buffers, overwritten by the next step: read them before it."""
 
-
-def make_graphable_optimizer(
-    model: nn.Module,
-    lr: float,
-    weight_decay: float,
-    warmup_steps: int,
-    schedule: Callable[[int], float] | None = None,
-) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW + a learning-rate schedule (``schedule(step)``, a fraction of ``lr``; default the linear warm-up
-    ``min((step + 1) / warmup, 1)``, as ``TrainConfig.lr_factor`` with a constant rate), made
-    capturable: on CUDA the learning rate is a device tensor and ``capturable=True`` keeps the step count on the
-    device, so the replayed graph reads the current values. On CPU it is the ordinary optimizer (eager fallback)."""
-    on_cuda = next(model.parameters()).device.type == "cuda"
-    lr_arg: float | Tensor = torch.tensor(lr, device="cuda") if on_cuda else lr
-    opt = torch.optim.AdamW(model.parameters(), lr=lr_arg, weight_decay=weight_decay, capturable=on_cuda)
-    warmup = max(warmup_steps, 1)
-    schedule = schedule or (lambda s: min((s + 1) / warmup, 1.0))
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    loss: Tensor
+    grad_norm: Tensor
+    pred: Tensor
+    mask: Tensor
 
 
 def _check_capturable(opt: torch.optim.Optimizer) -> None:
@@ -110,30 +96,30 @@ def _check_capturable(opt: torch.optim.Optimizer) -> None:
             raise ValueError(
                 "a CUDA-graphed update needs an optimizer with capturable=True and a tensor lr "
                 f"(got capturable={group.get('capturable')}, lr={type(group['lr']).__name__}); "
-                "build it with agents.graphs.make_graphable_optimizer"
+                "build it with agents.trainer.make_optimizer(..., graphs=True)"
             )
 
 
 class GraphedUpdate:
-    """One training update, captured once as a CUDA graph and replayed for every batch (eager off CUDA).
+    """The training update, captured once as a CUDA graph and replayed for every batch (eager off CUDA).
 
     Args:
-        model: the module trained (e.g. a DecisionModel), on its device, in train mode.
-        optimizer, scheduler: from :func:`make_graphable_optimizer` (scheduler may be None).
+        model: the module trained (e.g. a DecisionModel, possibly DDP-wrapped or compiled), in train mode.
+        optimizer, scheduler: from ``agents.trainer.make_optimizer`` (with ``graphs=True`` when graphed; the
+            scheduler may be None).
         grad_clip: max global gradient norm; 0 or None: no clipping (the norm is still computed).
-        loss_fn: ``loss_fn(model, batch) -> scalar``; default :func:`decision_loss`.
+        loss_fn: ``loss_fn(model, batch) -> (loss, pred (B, K, act), mask (B, K))``, e.g.
+            ``agents.trainer.compute_loss`` with its config.
         mode: "auto" | "on" | "off", see the module docstring.
-
-    After :meth:`step`, ``grad_norm`` holds the gradient norm before clipping (a 0-dim tensor, no host sync).
     """
 
     def __init__(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        scheduler: Any = None,
-        grad_clip: float | None = None,
-        loss_fn: Callable[[nn.Module, dict[str, Tensor]], Tensor] = decision_loss,
+        scheduler: Any,
+        grad_clip: float | None,
+        loss_fn: Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, Tensor, Tensor]],
         mode: str = "auto",
     ) -> None:
         self.model, self.optimizer, self.scheduler, self.loss_fn = model, optimizer, scheduler, loss_fn
@@ -145,30 +131,30 @@ class GraphedUpdate:
             _check_capturable(optimizer)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static: dict[str, Tensor] = {}
-        self.grad_norm = torch.zeros(())
 
-    def _body(self, batch: dict[str, Tensor]) -> Tensor:
+    def _body(self, batch: dict[str, Tensor]) -> StepOutput:
         """loss -> backward -> clip -> AdamW, with no host syncs (what the graph records)."""
-        loss = self.loss_fn(self.model, batch)
+        loss, pred, mask = self.loss_fn(self.model, batch)
         loss.backward()
-        self.grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
         self.optimizer.step()
-        return loss.detach()
+        return StepOutput(loss.detach(), grad_norm, pred.detach(), mask)
 
-    def step(self, batch: dict[str, Tensor]) -> Tensor:
-        """Train on ``batch`` (tensors on the model's device; same shapes every call when graphed) -> loss (0-dim)."""
+    def step(self, batch: dict[str, Tensor]) -> StepOutput:
+        """Train on ``batch`` (tensors on the model's device; same shapes every call when graphed), then step the
+        scheduler."""
         if not self.graphed:
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self._body(batch)
+            out = self._body(batch)
         else:
             if self.graph is None:
                 self._capture(batch)
             self._fill(batch)
             self.graph.replay()
-            loss = self.static_loss.clone()
+            out = self.static_out
         if self.scheduler is not None:
             self.scheduler.step()  # LambdaLR fills the tensor lr in place: the graph reads it at the next replay
-        return loss
+        return out
 
     def _fill(self, batch: dict[str, Tensor]) -> None:
         for k, buf in self.static.items():
@@ -195,7 +181,7 @@ class GraphedUpdate:
         self.optimizer.zero_grad(set_to_none=True)  # grads are then allocated inside the graph's pool
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.static_loss = self._body(self.static)
+            self.static_out = self._body(self.static)
 
 
 def _snapshot(params: list[Tensor], opt: torch.optim.Optimizer) -> tuple[list[Tensor], dict[Tensor, dict]]:
@@ -267,7 +253,11 @@ class GraphedActor:
 
     def _body(self) -> None:
         """One deferred step from the static inputs and state; writes the action and the new state in place."""
-        action, new = deferred_step(self.model, state=tree_unflatten(self.flat, self.spec), **self.inputs)
+        inp = self.inputs
+        action, new = self.model.step_deferred(
+            inp["obs"], inp["rtg"], inp["timestep"], tree_unflatten(self.flat, self.spec), inp["prev_action"],
+            inp["prev_timestep"], inp["has_prev"], capturable=True,
+        )  # fmt: skip
         self.action.copy_(action)
         for buf, v in zip(self.leaves, _tensors(new), strict=True):
             buf.copy_(v)
@@ -319,21 +309,3 @@ class GraphedActor:
 def _tensors(tree: Any) -> list[Tensor]:
     """The tensor leaves of a backbone state (a nested list/tuple with None where a block has no conv state)."""
     return [t for t in tree_flatten(tree)[0] if isinstance(t, Tensor)]
-
-
-def deferred_step(
-    model: DecisionModel, obs: Tensor, rtg: Tensor, timestep: Tensor, state: Any, prev_action: Tensor,
-    prev_timestep: Tensor, has_prev: Tensor,
-) -> tuple[Tensor, Any]:  # fmt: skip
-    """:meth:`DecisionModel.step_deferred` without its host-side branches, so that it can be captured: the
-    interleaved layout always runs the 3 tokens (a_{t-1}, R_t, s_t) with a_{t-1} masked where ``has_prev`` is False
-    (a masked token leaves the state unchanged, so this equals the 2-token call step_deferred makes then)."""
-    if not model.interleaved:
-        return model.step(obs, rtg, timestep, prev_action, state)
-    s, r = model._norm_inputs(obs, rtg)
-    time = model._time(timestep)
-    toks = [model.embed_action(prev_action) + model._time(prev_timestep), model.embed_return(r) + time,
-            model.embed_state(s) + time]  # fmt: skip
-    mask = torch.stack([has_prev, torch.ones_like(has_prev), torch.ones_like(has_prev)], dim=1)  # (n, 3)
-    y, state = model.backbone(model._finish(torch.stack(toks, dim=1)), state=state, mask=mask, last_only=True)
-    return model.predict_action(y[:, -1]), state

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,8 @@ from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig, config_from_dict, resolve_targets
 from agents.decision import DecisionModel, masked_mse
 from agents.distributed import DistInfo, resolve_device
-from agents.evaluation import evaluate_model, score_of
-from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, make_graphable_optimizer, use_graphs
+from agents.evaluation import Evaluation, evaluate_model, score_of
+from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, use_graphs
 from agents.policy import acting_policy
 from agents.preempt import Preempted, Preemption
 from agents.resume import CheckpointWriter, TrainState, check_in_sync, rank_state, start_state
@@ -42,14 +42,13 @@ from agents.rundir import LossMeter, RunLog, prepare_run_dir, results_dict
 
 __all__ = [
     "MODEL_KEYS",
-    "StepOutput",
     "build_model",
     "compute_loss",
     "load_model",
     "make_optimizer",
+    "make_updater",
     "sample_batch",
     "train",
-    "update_step",
 ]
 
 #: Config keys that fix the model's shape; a checkpoint can only be resumed or loaded with the same values.
@@ -162,50 +161,17 @@ def compute_loss(model: torch.nn.Module, b: dict[str, Tensor], cfg: TrainConfig)
     return masked_mse(pred, win["actions"], win["mask"], cfg.loss_reduction), pred, win["mask"]
 
 
-@dataclass(frozen=True)
-class StepOutput:
-    """What one update returns: the loss, the gradient norm before clipping, predictions (B, K, act), mask (B, K)."""
-
-    loss: float
-    grad_norm: float
-    pred: Tensor | None  # None after a graphed update (agents/graphs.py returns only the loss)
-    mask: Tensor | None
-
-
-def update_step(
-    train_model: torch.nn.Module,
-    batch: dict[str, Tensor],
-    cfg: TrainConfig,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any = None,
-) -> StepOutput:
-    """One update: loss (bf16 autocast when ``cfg.bf16``) -> backward -> clip -> optimizer and scheduler step.
-
-    ``train_model`` is the model as trained (possibly DDP-wrapped or compiled); under DDP backward averages the
-    gradients over the ranks. ``agents/bench.py`` times this same function.
-    """
-    with torch.autocast(batch["states"].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        loss, pred, mask = compute_loss(train_model, batch, cfg)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    return StepOutput(loss.item(), float(grad_norm), pred, mask)
-
-
 def make_updater(
     train_model: torch.nn.Module, cfg: TrainConfig, optimizer: torch.optim.Optimizer, scheduler: Any, graphs: bool
 ) -> GraphedUpdate:
-    """The update of ``update_step`` (bf16 autocast, clipping, AdamW, scheduler) as a ``GraphedUpdate``: captured
-    as a CUDA graph at its first ``step`` when ``graphs``, else run eagerly. Its ``step`` returns the loss (0-dim
-    tensor) and steps the scheduler; the gradient norm is in ``.grad_norm``."""
+    """The update every run takes: ``compute_loss`` (bf16 autocast when ``cfg.bf16``) -> backward -> clip to
+    ``cfg.grad_clip`` -> AdamW -> scheduler, captured as a CUDA graph at its first ``step`` when ``graphs``, else run
+    eagerly (agents/graphs.py). ``train_model`` is the model as trained (possibly DDP-wrapped or compiled); under
+    DDP backward averages the gradients over the ranks. ``agents/bench.py`` times this same update."""
 
-    def loss_fn(m: torch.nn.Module, b: dict[str, Tensor]) -> Tensor:  # autocast is recorded like any other op
-        with torch.autocast(b["states"].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            return compute_loss(m, b, cfg)[0]
+    def loss_fn(m: torch.nn.Module, b: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        with torch.autocast(b["states"].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):  # recorded as any op
+            return compute_loss(m, b, cfg)
 
     return GraphedUpdate(train_model, optimizer, scheduler, cfg.grad_clip, loss_fn, mode="on" if graphs else "off")
 
@@ -213,9 +179,9 @@ def make_updater(
 @torch.no_grad()
 def fit_optimizer_to_graphs(optimizer: torch.optim.Optimizer, scheduler: Any, graphs: bool) -> None:
     """Make a (possibly just restored) AdamW fit the update that runs: with ``graphs``, ``capturable=True``, a
-    device-tensor lr and step counts on the parameters' device (``make_graphable_optimizer``); without, the float
-    lr and CPU step counts of ``make_optimizer``. A checkpoint stores a float lr whatever the mode (agents/
-    checkpoint.py), so a run can be resumed with ``cuda_graphs`` changed."""
+    device-tensor lr and step counts on the parameters' device (as ``make_optimizer(..., graphs=True)``); without,
+    the float lr and CPU step counts. A checkpoint stores a float lr whatever the mode (agents/checkpoint.py), so a
+    run can be resumed with ``cuda_graphs`` changed."""
     for group in optimizer.param_groups:
         device = group["params"][0].device
         lr = float(group["lr"])
@@ -232,20 +198,21 @@ def fit_optimizer_to_graphs(optimizer: torch.optim.Optimizer, scheduler: Any, gr
                 optimizer.state[p]["step"] = step.to(device if graphs else "cpu", torch.float32)
     if scheduler is not None:
         scheduler.base_lrs = [float(b) for b in scheduler.base_lrs]
-        scheduler._last_lr = [float(x) for x in scheduler.get_last_lr()]
 
 
 def make_optimizer(
-    model: torch.nn.Module, cfg: TrainConfig, graphs: bool = False, budget_used: Callable[[], float] | None = None
+    params: Iterable[Tensor], cfg: TrainConfig, graphs: bool = False, budget_used: Callable[[], float] | None = None
 ) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW and its learning-rate schedule, ``cfg.lr_factor`` (DT's linear warm-up, then constant or cosine);
-    with ``graphs``, the capturable form a CUDA-graphed update needs (``agents.graphs.make_graphable_optimizer``).
-    ``budget_used`` returns the fraction of ``time_budget_min`` spent so far: a cosine schedule then ends with the
-    budget (the training loop passes it; without it the schedule follows steps only)."""
+    """AdamW and its learning-rate schedule, ``cfg.lr_factor`` (DT's linear warm-up, then constant, cosine or
+    wsd): the one place they are built, for the trainer, agents/bench.py and the ensemble alike. With ``graphs``
+    (parameters on CUDA), the capturable form a CUDA-graphed update needs: the learning rate a device tensor that
+    ``LambdaLR`` fills in place, the step counts on the device. ``budget_used`` returns the fraction of
+    ``time_budget_min`` spent so far: a decaying schedule then ends with the budget (the training loop passes it;
+    without it the schedule follows steps only)."""
+    params = list(params)
     schedule = cfg.lr_factor if budget_used is None else (lambda step: cfg.lr_factor(step, budget_used()))
-    if graphs:
-        return make_graphable_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps, schedule)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    lr: float | Tensor = torch.tensor(cfg.lr, device=params[0].device) if graphs else cfg.lr
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, foreach=True, capturable=graphs)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
@@ -287,15 +254,16 @@ class Setup:
 
 
 def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist: DistInfo, store: Any) -> Setup:
-    """Validate, load the data, prepare the run directory and build (or reload) the model.
+    """Load the data, prepare the run directory and build (or reload) the model.
 
     Anything here can fail on user input; ``dist.agree`` stops every rank with the one message.
     """
     from envs import load_dataset
 
     error = setup = None
+    if cfg.video_every:  # MUJOCO_GL=egl on a headless machine; must happen before MuJoCo is first imported
+        import envs.video  # noqa: F401
     try:
-        cfg = cfg.validate()
         if not cfg.dataset and store is None:
             raise ValueError("no dataset: pass --dataset minari:<id> or d4rl:<file.hdf5> (see `run_rl.py datasets`)")
         torch.set_num_threads(cfg.threads or dist.default_threads())
@@ -321,79 +289,48 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
 
 # --- the loop ------------------------------------------------------------------------------------------------
 def train(
-    cfg: TrainConfig,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    dist: DistInfo | None = None,
-    store: Any = None,
-) -> dict[str, Any]:
+    cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+    dist: DistInfo | None = None, store: Any = None,
+) -> dict[str, Any]:  # fmt: skip
     """Train a Decision agent as ``cfg`` says, evaluating and checkpointing into ``run_dir``; returns results.json.
 
-    Args:
-        cfg: the config (validated here).
-        run_dir: run directory; must not exist (or be empty) unless ``resume`` or ``overwrite``.
-        resume: continue from ``run_dir``'s latest checkpoint (same step, optimizer, scheduler, RNG, sampler).
-        overwrite: delete an existing ``run_dir`` first.
-        dist: this process's place in a multi-process run (default: a single process); the process group must
-            already be initialised (``agents.distributed.process_group``). Ranks != 0 return {}.
-        store: an already loaded TrajectoryStore (default: ``envs.load_dataset(cfg.dataset, cfg.env)``).
+    ``run_dir`` must not exist (or be empty) unless ``resume`` (continue from its latest checkpoint: same step,
+    optimizer, scheduler, RNG, sampler) or ``overwrite`` (delete it first). ``dist``: this process's place in a
+    multi-process run whose process group is initialised (``agents.distributed.process_group``; ranks != 0 return
+    {}). ``store``: an already loaded TrajectoryStore (default: ``envs.load_dataset(cfg.dataset, cfg.env)``).
     """
-    from tqdm import tqdm
-
     dist = dist or DistInfo()
-    if cfg.video_every:  # MUJOCO_GL=egl on a headless machine; must happen before MuJoCo is first imported
-        import envs.video  # noqa: F401
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
-    cfg, store, device, model, info = s.cfg, s.store, s.device, s.model, s.store.info()
-    live: list[TrainState] = []  # the state, once made: the schedule reads how much of the budget is spent
-
-    def budget_used() -> float:
-        return live[0].budget_used(cfg.budget_clock, cfg.time_budget_min) if live else 0.0
-
-    optimizer, scheduler = make_optimizer(model, cfg, s.graphs, budget_used)
-    state, rng = start_state(s.ckpt, cfg, dist, device, optimizer, scheduler)  # before the first step (capture)
-    live.append(state)
-    fit_optimizer_to_graphs(optimizer, scheduler, s.graphs)  # a checkpoint may come from a run with the other mode
-    train_model = for_training(model, cfg, dist, device)
-    updater = make_updater(train_model, cfg, optimizer, scheduler, s.graphs) if s.graphs else None
-    log = saver = None
-    if dist.is_main:
-        returns = store.episode_returns  # the data's score on the evaluations' scale (return without a reference)
-        data_score = score_of({"normalized_mean": float(np.mean(store.normalize_score(returns))),
-                               "return_mean": float(returns.mean())})  # fmt: skip
-        log = RunLog(s.run_dir, cfg, store.summary(), state.history, state.step + 1 if resume else None, data_score)
-        log.views(cfg, store.summary(), store.episode_returns)
-        saver = CheckpointWriter(s.run_dir, cfg, store, s.targets, model, optimizer, scheduler)
+    cfg, model = s.cfg, s.model
+    optimizer, scheduler, updater, state, rng = start_updates(s, dist)
+    log, saver = open_run_log(s, state, resume, optimizer, scheduler) if dist.is_main else (None, None)
     tokens = cfg.window_steps * cfg.tokens_per_step * cfg.batch_size * dist.world_size  # per update, all ranks
-    bar = tqdm(total=cfg.steps, initial=state.step, disable=log is None or not cfg.progress, dynamic_ncols=True)
+    bar = progress_bar(cfg, state.step, log is not None)
     meter, evaluation, out_of_time = LossMeter(), None, False
     next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min, cfg.eval_at_min)
     stop = Preemption(cfg.requeue_exit_code)  # SIGTERM/SIGUSR1 -> checkpoint at this step, exit (agents/preempt.py)
     model.train()
     with stop if threading.current_thread() is threading.main_thread() else contextlib.nullcontext(stop):
         while state.step < cfg.steps and not out_of_time:
-            # sample -> loss -> step
+            # sample -> loss -> step (one host sync, for the loss)
             t0, c0 = time.perf_counter(), time.process_time()
-            batch = to_tensors(sample_batch(store, cfg, rng, fixed_shape=s.graphs), device)
-            if updater is None:
-                out = update_step(train_model, batch, cfg, optimizer, scheduler)
-            else:  # the scheduler steps inside; one host sync for the loss, as update_step's .item()
-                loss_t = updater.step(batch)
-                out = StepOutput(loss_t.item(), float(updater.grad_norm), None, None)
+            batch = to_tensors(sample_batch(s.store, cfg, rng, fixed_shape=s.graphs), s.device)
+            out = updater.step(batch)
+            loss = out.loss.item()
             step = state.advance(time.perf_counter() - t0, time.process_time() - c0)
-            check_loss(out.loss, step)
-            meter.add(out.loss)
+            check_loss(loss, step)
+            meter.add(loss)
             bar.update(1)
 
             # stop? (every rank agrees, so none is left waiting in a collective)
             used_min = state.clock_min(cfg.budget_clock)
             preempted, out_of_time, time_eval = dist.any_rank(
-                stop.requested, budget_used() >= 1.0, used_min >= next_eval_min
+                stop.requested,
+                state.budget_used(cfg.budget_clock, cfg.time_budget_min) >= 1.0,
+                used_min >= next_eval_min,
             )
             if preempted:
-                save_and_exit(stop, state, rng, device, model, dist, saver, log)
+                save_and_exit(stop, state, rng, s.device, model, dist, saver, log)
             final = step == cfg.steps or out_of_time  # the last update: final evaluation and checkpoint
 
             # log (the loss is averaged over the ranks: every rank takes part)
@@ -401,13 +338,9 @@ def train(
                 loss, n, seconds = meter.flush(dist)
                 if log is not None:
                     lr = float(scheduler.get_last_lr()[0])  # a 0-dim tensor with cuda_graphs
-                    log.train_scalars(step, loss, lr, out.grad_norm, n, tokens, seconds)
+                    log.train_scalars(step, loss, lr, float(out.grad_norm), n, tokens, seconds)
                     bar.set_postfix(loss=f"{loss:.4f}")
             if log is not None and cfg.histogram_every and step % cfg.histogram_every == 0:
-                if out.pred is None:  # the graphed step returns no predictions: one extra forward, on these steps only
-                    with torch.no_grad():
-                        _, pred, mask = compute_loss(model, batch, cfg)
-                    out = StepOutput(out.loss, out.grad_norm, pred, mask)
                 log.action_histograms(step, out.pred[out.mask], batch["actions"][:, -out.mask.shape[1] :][out.mask])
 
             eval_due = final or time_eval or (cfg.eval_every and step % cfg.eval_every == 0)
@@ -420,44 +353,92 @@ def train(
             improved = False
             if log is not None and eval_due:
                 with meter.paused():
-                    episodes = cfg.final_eval_episodes if final else cfg.eval_episodes
-                    try:
-                        evaluation = evaluate_model(model, cfg, info, s.targets, episodes, record_actions=True)
-                    except Exception:
-                        if not stop.requested:  # a signal sent to the process group also kills async env workers
-                            raise
-                        evaluation = None  # pre-empted mid-evaluation: the next stop check saves and exits
-                    if evaluation is not None:
-                        improved = state.record(evaluation.score, evaluation.brief())
-                        log.evaluation(step, evaluation, state.best, state.history)
-                        if cfg.video_every and (step % cfg.video_every == 0 or final):
-                            log_video(log, model, cfg, info.env_id, s.targets[0], step)
-                        bar.write(
-                            f"step {step} ({state.train_min:.1f} train min): {evaluation.brief_text()} "
-                            f"(best {state.best:.1f} at step {state.best_step})"
-                        )
+                    evaluation, improved = evaluate_and_log(s, log, state, step, final, stop, bar.write)
 
             # checkpoint (also whenever the evaluation score improved, so that "best" holds those weights)
-            ranks = dist.gather(rank_state(rng, device, model if dist.is_distributed else None))
+            ranks = dist.gather(rank_state(rng, s.device, model if dist.is_distributed else None))
             if saver is not None:
                 check_in_sync(ranks, step)
                 if save_due or improved:
                     saver.save(state, ranks, best=improved)
             dist.barrier()  # the other ranks wait here while rank 0 saves
         if dist.any_rank(stop.requested)[0]:  # a signal during the final evaluation or checkpoint
-            save_and_exit(stop, state, rng, device, model, dist, saver, log)
+            save_and_exit(stop, state, rng, s.device, model, dist, saver, log)
     bar.close()
+    return finish(s, log, state, evaluation, out_of_time) if log is not None else {}
 
-    if log is None:
-        return {}
+
+def start_updates(s: Setup, dist: DistInfo) -> tuple[torch.optim.Optimizer, Any, GraphedUpdate, TrainState, Any]:
+    """(optimizer, scheduler, update, progress, sampler RNG) for the first step: fresh, or restored from the
+    checkpoint being resumed. The schedule reads the fraction of ``time_budget_min`` spent from the progress."""
+    live: list[TrainState] = []  # the state, once made: the schedule is built before it
+
+    def budget_used() -> float:
+        return live[0].budget_used(s.cfg.budget_clock, s.cfg.time_budget_min) if live else 0.0
+
+    optimizer, scheduler = make_optimizer(s.model.parameters(), s.cfg, s.graphs, budget_used)
+    state, rng = start_state(s.ckpt, s.cfg, dist, s.device, optimizer, scheduler)  # before the first step (capture)
+    live.append(state)
+    fit_optimizer_to_graphs(optimizer, scheduler, s.graphs)  # a checkpoint may come from a run with the other mode
+    updater = make_updater(for_training(s.model, s.cfg, dist, s.device), s.cfg, optimizer, scheduler, s.graphs)
+    return optimizer, scheduler, updater, state, rng
+
+
+def progress_bar(cfg: TrainConfig, start: int, main: bool) -> Any:
+    """tqdm over ``cfg.steps`` updates from ``start``, shown on rank 0 when ``cfg.progress``."""
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.steps, initial=start, disable=not main or not cfg.progress, dynamic_ncols=True)
+
+
+def open_run_log(
+    s: Setup, state: TrainState, resume: bool, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[RunLog, CheckpointWriter]:
+    """Rank 0's logs (config.yaml, dataset.json, TensorBoard) and checkpoint writer for the run being started."""
+    store = s.store
+    returns = store.episode_returns  # the data's score on the evaluations' scale (return without a reference)
+    data_score = score_of({"normalized_mean": float(np.mean(store.normalize_score(returns))),
+                           "return_mean": float(returns.mean())})  # fmt: skip
+    log = RunLog(s.run_dir, s.cfg, store.summary(), state.history, state.step + 1 if resume else None, data_score)
+    log.views(s.cfg, store.summary(), store.episode_returns)
+    return log, CheckpointWriter(s.run_dir, s.cfg, store, s.targets, s.model, optimizer, scheduler)
+
+
+def evaluate_and_log(
+    s: Setup, log: RunLog, state: TrainState, step: int, final: bool, stop: Preemption, say: Callable[[str], Any]
+) -> tuple[Evaluation | None, bool]:
+    """Evaluate the model at ``step`` (the final evaluation with ``final_eval_episodes``), record and log it, film
+    it when a video is due: (the evaluation, whether it is the best so far), or (None, False) when a pre-emption
+    signal interrupted it (the loop's next stop check then saves and exits)."""
+    cfg = s.cfg
+    episodes = cfg.final_eval_episodes if final else cfg.eval_episodes
+    try:
+        evaluation = evaluate_model(s.model, cfg, s.store.info(), s.targets, episodes, record_actions=True)
+    except Exception:
+        if not stop.requested:  # a signal sent to the process group also kills async env workers
+            raise
+        return None, False
+    improved = state.record(evaluation.score, evaluation.brief())
+    log.evaluation(step, evaluation, state.best, state.history)
+    if cfg.video_every and (step % cfg.video_every == 0 or final):
+        log_video(log, s.model, cfg, s.store.env_id, s.targets[0], step)
+    say(f"step {step} ({state.train_min:.1f} train min): {evaluation.brief_text()} "
+        f"(best {state.best:.1f} at step {state.best_step})")  # fmt: skip
+    return evaluation, improved
+
+
+def finish(
+    s: Setup, log: RunLog, state: TrainState, evaluation: Evaluation | None, out_of_time: bool
+) -> dict[str, Any]:
+    """results.json of the finished run (written with the run's last logs) from its final evaluation."""
     if evaluation is None:  # resumed a finished run: evaluate the final weights again
-        evaluation = evaluate_model(model, cfg, info, s.targets, cfg.final_eval_episodes)
+        evaluation = evaluate_model(s.model, s.cfg, s.store.info(), s.targets, s.cfg.final_eval_episodes)
     extra = state.summary(s.run_dir, evaluation.score)
     extra["last_per_target"] = {key: score_of(r) for key, r in evaluation.per_target.items()}
     extra["stop_reason"] = "time_budget" if out_of_time else "steps"
     extra["cuda_graphs"] = "on" if s.graphs else "off"  # cfg.cuda_graphs as resolved for this run
-    results = results_dict(cfg, evaluation, state.step, state.train_time_s, extra)
-    log.finish(cfg, results)
+    results = results_dict(s.cfg, evaluation, state.step, state.train_time_s, extra)
+    log.finish(s.cfg, results)
     return results
 
 

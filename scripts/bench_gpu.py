@@ -201,7 +201,7 @@ def _batch(s: dict[str, Any], device: torch.device, lead: tuple[int, ...] = ()) 
 
 
 def section_update(device: torch.device, smoke: bool, budget: float) -> dict[str, Any]:
-    from agents.graphs import GraphedActor, GraphedUpdate, make_graphable_optimizer
+    from agents.graphs import GraphedActor
 
     s, rows = _sizes(smoke), []
     agents = [("mingru", "stacked"), ("mingru", "interleaved"), ("transformer", "interleaved")]
@@ -210,8 +210,7 @@ def section_update(device: torch.device, smoke: bool, budget: float) -> dict[str
         for mode in ("off", "auto"):
             torch.manual_seed(0)
             model = _decision(backbone, layout, s, device).train()
-            opt, sched = make_graphable_optimizer(model, lr=1e-4, weight_decay=1e-4, warmup_steps=10_000)
-            upd = GraphedUpdate(model, opt, sched, grad_clip=0.25, mode=mode)
+            upd = _updater(model, mode)
             t = _time(lambda upd=upd: upd.step(batch), device, budget / 10, warmup=3)
             rows.append({"agent": f"{backbone}_{layout}", "mode": mode, "graphed": upd.graphed, **t})
             print(f"update {backbone}_{layout:12s} graphed={upd.graphed!s:5s} {t['ms']:8.3f} ms", flush=True)
@@ -231,21 +230,37 @@ def section_update(device: torch.device, smoke: bool, budget: float) -> dict[str
             "update": rows, "acting": acting, "checks": checks}  # fmt: skip
 
 
+def _update_config(lr: float = 1e-4, warmup_steps: int = 10_000) -> Any:
+    """DT's optimiser settings (AdamW, weight decay 1e-4, clip 0.25, linear warm-up) as a TrainConfig."""
+    from agents.config import TrainConfig
+
+    return TrainConfig(lr=lr, weight_decay=1e-4, warmup_steps=warmup_steps, grad_clip=0.25)
+
+
+def _updater(model: torch.nn.Module, mode: str, lr: float = 1e-4, warmup_steps: int = 10_000) -> Any:
+    """The trainer's update (agents/trainer.py make_updater) of ``model``, graphed as ``mode`` resolves."""
+    from agents.graphs import UPDATE_BACKBONES, use_graphs
+    from agents.trainer import make_optimizer, make_updater
+
+    cfg = _update_config(lr, warmup_steps)
+    graphs = use_graphs(mode, next(model.parameters()).device, model.backbone_name, UPDATE_BACKBONES)
+    opt, sched = make_optimizer(model.parameters(), cfg, graphs)
+    return make_updater(model, cfg, opt, sched, graphs)
+
+
 def _check_update(s: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Three updates of minGRU-stacked (dropout 0) graphed and eager from one init: the largest loss and weight gap
     (the CPU tests check the fallback; this checks the capture itself)."""
     from agents.decision import DecisionModel
-    from agents.graphs import GraphedUpdate, make_graphable_optimizer
 
     out = []
     for mode in ("off", "auto"):
         torch.manual_seed(0)
         m = DecisionModel(OBS, ACT, backbone="mingru", layout="stacked", dim=s["dim"], depth=s["depth"], dropout=0.0)
         m = m.to(device).train()
-        opt, sched = make_graphable_optimizer(m, lr=1e-3, weight_decay=1e-4, warmup_steps=2)
-        upd = GraphedUpdate(m, opt, sched, grad_clip=0.25, mode=mode)
+        upd = _updater(m, mode, lr=1e-3, warmup_steps=2)
         torch.manual_seed(1)
-        losses = torch.stack([upd.step(_batch(s, device)) for _ in range(3)])
+        losses = torch.stack([upd.step(_batch(s, device)).loss.clone() for _ in range(3)])
         out.append((losses, torch.cat([p.detach().flatten() for p in m.parameters()]), upd.graphed))
     loss_gap = (out[0][0] - out[1][0]).abs().max().item()
     weight_gap = (out[0][1] - out[1][1]).abs().max().item()
@@ -280,12 +295,9 @@ def _check_acting(s: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def _worker(device: torch.device, smoke: bool, seconds: float, start_at: float) -> None:
     """One of the 'separate processes': eager updates of one minGRU-stacked agent for ``seconds``; prints JSON."""
-    from agents.graphs import GraphedUpdate, make_graphable_optimizer
-
     s = _sizes(smoke)
     model = _decision("mingru", "stacked", s, device, backend=_vmap_backend(device)).train()  # as the ensemble
-    opt, sched = make_graphable_optimizer(model, lr=1e-4, weight_decay=1e-4, warmup_steps=10_000)
-    upd, batch = GraphedUpdate(model, opt, sched, grad_clip=0.25, mode="off"), _batch(s, device)
+    upd, batch = _updater(model, "off"), _batch(s, device)
     for _ in range(3):
         upd.step(batch)
     _sync(device)
@@ -319,7 +331,7 @@ def section_ensemble(device: torch.device, smoke: bool, budget: float) -> dict[s
     for seed in range(n):
         torch.manual_seed(seed)
         models.append(_decision("mingru", "stacked", s, device, backend=backend).train())
-    ens = Ensemble(models, lr=1e-4, weight_decay=1e-4, warmup_steps=10_000, grad_clip=0.25)
+    ens = Ensemble(models, _update_config())
     batch = _batch(s, device, lead=(n,))
     t = _time(lambda: ens.step(batch), device, min(s["seconds"], budget / 4), warmup=3)
     ens_rate = n * 1e3 / t["ms"]

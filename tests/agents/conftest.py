@@ -36,8 +36,9 @@ def eager_updates(
     model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], lr: float, weight_decay: float, warmup: int,
     clip: float, foreach: bool | None = None,
 ) -> list[float]:  # fmt: skip
-    """agents/trainer.py's update_step, spelled out as the reference for the graphed and vmapped updates: loss,
-    zero_grad, backward, clip_grad_norm_, AdamW, LambdaLR warm-up ``min((s + 1) / warmup, 1)``; returns the losses."""
+    """agents/trainer.py's update (make_updater), spelled out as the reference for the graphed and vmapped updates:
+    loss, zero_grad, backward, clip_grad_norm_, AdamW, LambdaLR warm-up ``min((s + 1) / warmup, 1)``; returns the
+    losses."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=foreach)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, 1.0))
     losses = []

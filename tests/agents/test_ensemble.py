@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from agents.config import TrainConfig
 from agents.decision import DecisionModel
 from agents.ensemble import Ensemble, train_ensemble
 
@@ -44,8 +45,9 @@ def test_batched_equals_separate(backbone: str, layout: str, eager_reference: Ca
     batches = _batches(steps)
     models = _models(backbone, layout)
     refs = [copy.deepcopy(m) for m in models]
-    got = train_ensemble(models, lambda s: batches[s], steps, lr=lr, weight_decay=1e-4, warmup_steps=2, grad_clip=clip)
-    # each seed on its own, as agents/trainer.py's update_step (AdamW, clip_grad_norm_, LambdaLR warm-up 2)
+    cfg = TrainConfig(lr=lr, weight_decay=1e-4, warmup_steps=2, grad_clip=clip, dropout=0.0)
+    got = train_ensemble(models, lambda s: batches[s], steps, cfg)
+    # each seed on its own, as agents/trainer.py's update (AdamW, clip_grad_norm_, LambdaLR warm-up 2)
     per_seed = [[{k: v[i] for k, v in b.items()} for b in batches] for i in range(N)]
     want = torch.tensor([eager_reference(r, per_seed[i], lr, 1e-4, 2, clip) for i, r in enumerate(refs)]).T
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
@@ -58,7 +60,7 @@ def test_dropout_differs_per_seed() -> None:
     """randomness="different": identical seeds on identical data still get different dropout masks."""
     torch.manual_seed(0)
     m = DecisionModel(OBS, ACT, backbone="mingru", layout="stacked", dim=16, depth=1, dropout=0.5, backend="logspace")
-    ens = Ensemble([copy.deepcopy(m) for _ in range(2)], lr=1e-3)
+    ens = Ensemble([copy.deepcopy(m) for _ in range(2)], TrainConfig(lr=1e-3))
     b = {k: v[:1].expand(2, *v.shape[1:]) for k, v in _batches(1)[0].items()}
     losses = ens.step(b)
     assert losses[0] != losses[1]
@@ -66,11 +68,11 @@ def test_dropout_differs_per_seed() -> None:
 
 def test_errors() -> None:
     with pytest.raises(ValueError, match="at least one model"):
-        Ensemble([])
+        Ensemble([], TrainConfig())
     a = DecisionModel(OBS, ACT, backbone="gru", layout="stacked", dim=8, depth=1)
     c = DecisionModel(OBS, ACT, backbone="gru", layout="stacked", dim=8, depth=2)
     with pytest.raises(ValueError, match="same architecture"):
-        Ensemble([a, c])
-    ens = Ensemble([a, copy.deepcopy(a)])
+        Ensemble([a, c], TrainConfig())
+    ens = Ensemble([a, copy.deepcopy(a)], TrainConfig())
     with pytest.raises(ValueError, match=r"leading dim N=2; got \(3, 4, 6, 5\)"):
         ens.step(_batches(1)[0])

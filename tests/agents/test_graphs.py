@@ -8,15 +8,10 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from agents.config import TrainConfig
 from agents.decision import DecisionModel
-from agents.graphs import (
-    UPDATE_BACKBONES,
-    GraphedActor,
-    GraphedUpdate,
-    deferred_step,
-    make_graphable_optimizer,
-    use_graphs,
-)  # fmt: skip
+from agents.graphs import UPDATE_BACKBONES, GraphedActor, GraphedUpdate, use_graphs
+from agents.trainer import compute_loss, make_optimizer
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 OBS, ACT, B, K = 5, 3, 6, 7
@@ -44,10 +39,12 @@ def test_update_equals_eager(device: str, layout: str, eager_reference: Callable
     ref = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(1)
     batches = [_batch(gen, device) for _ in range(5)]
-    opt, sched = make_graphable_optimizer(model, lr=1e-3, weight_decay=1e-4, warmup_steps=3)
-    upd = GraphedUpdate(model, opt, sched, grad_clip=0.25, mode="auto")
-    assert upd.graphed == (device == "cuda")
-    got = [upd.step(b).item() for b in batches]
+    cfg = TrainConfig(lr=1e-3, weight_decay=1e-4, warmup_steps=3, grad_clip=0.25)
+    graphed = device == "cuda"
+    opt, sched = make_optimizer(model.parameters(), cfg, graphs=graphed)
+    upd = GraphedUpdate(model, opt, sched, cfg.grad_clip, lambda m, b: compute_loss(m, b, cfg), mode="auto")
+    assert upd.graphed == graphed
+    got = [upd.step(b).loss.item() for b in batches]
     want = eager_reference(ref, batches, 1e-3, 1e-4, 3, 0.25, foreach=True)
     assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
     for p, q in zip(model.parameters(), ref.parameters()):
@@ -60,8 +57,9 @@ def test_update_errors() -> None:
         use_graphs("maybe", torch.device("cpu"))
     with pytest.raises(ValueError, match="cuda_graphs='on' needs a model on CUDA, got device cpu"):
         GraphedUpdate(
-            _model("mingru", "stacked", "cpu"), torch.optim.AdamW(torch.nn.Linear(1, 1).parameters()), mode="on"
-        )
+            _model("mingru", "stacked", "cpu"), torch.optim.AdamW(torch.nn.Linear(1, 1).parameters()), None, 0.25,
+            lambda m, b: compute_loss(m, b, TrainConfig()), mode="on",
+        )  # fmt: skip
 
 
 def test_host_syncing_backbones_stay_eager() -> None:
@@ -116,7 +114,7 @@ def test_deferred_step_without_branches_all_new() -> None:
     no = torch.zeros(3, dtype=torch.bool)
     with torch.no_grad():
         want, s_want = model.step_deferred(obs, rtg, ts, None, prev, prev_ts, no)
-        got, s_got = deferred_step(model, obs, rtg, ts, None, prev, prev_ts, no)
+        got, s_got = model.step_deferred(obs, rtg, ts, None, prev, prev_ts, no, capturable=True)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(s_got, s_want)
 

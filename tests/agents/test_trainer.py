@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,7 +28,6 @@ from agents.trainer import (
     sample_batch,
     to_tensors,
     train,
-    update_step,
 )
 
 RESULT_KEYS = {
@@ -326,9 +326,22 @@ def test_cuda_graphs_on_needs_cuda(tiny_config: Callable[..., TrainConfig], tmp_
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+def _reference_update(
+    model: torch.nn.Module, b: dict[str, torch.Tensor], cfg: TrainConfig, opt: Any, sched: Any
+) -> tuple[float, float]:
+    """The update spelled out: compute_loss -> zero_grad -> backward -> clip_grad_norm_ -> AdamW -> scheduler."""
+    loss, _, _ = compute_loss(model, b, cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(list(model.parameters()), cfg.grad_clip)
+    opt.step()
+    sched.step()
+    return loss.item(), float(norm)
+
+
 @pytest.mark.parametrize("backbone", ["mingru", "gru"])
-def test_graphed_update_eager_fallback_matches_update_step(backbone: str) -> None:
-    """The trainer's GraphedUpdate (eager off CUDA) takes the same steps as update_step: loss, norm, weights, lr."""
+def test_the_update_matches_its_spelled_out_reference(backbone: str) -> None:
+    """The trainer's one update (eager off CUDA) takes the reference's steps: loss, norm, weights, lr."""
     cfg = TrainConfig(backbone=backbone, layout="stacked", dim=8, depth=1, dropout=0.1, warmup_steps=3, lr=1e-3)
     B, K = 3, 5
     gen = torch.Generator().manual_seed(0)
@@ -342,16 +355,17 @@ def test_graphed_update_eager_fallback_matches_update_step(backbone: str) -> Non
     for graphed in (False, True):
         torch.manual_seed(0)
         model = build_model(cfg, 4, 2).train()
-        opt, sched = make_optimizer(model, cfg)
+        opt, sched = make_optimizer(model.parameters(), cfg)
         upd = make_updater(model, cfg, opt, sched, graphs=False) if graphed else None
         trace = []
         for b in batches:
             if upd is None:
-                out = update_step(model, b, cfg, opt, sched)
-                trace.append((out.loss, out.grad_norm, float(sched.get_last_lr()[0])))
+                loss, norm = _reference_update(model, b, cfg, opt, sched)
+                trace.append((loss, norm, float(sched.get_last_lr()[0])))
             else:
-                loss = upd.step(b)
-                trace.append((loss.item(), float(upd.grad_norm), float(sched.get_last_lr()[0])))
+                out = upd.step(b)
+                trace.append((out.loss.item(), float(out.grad_norm), float(sched.get_last_lr()[0])))
+                assert out.pred.shape == (B, K, 2) and torch.equal(out.mask, b["mask"])  # what the histograms show
         runs.append((trace, [p.detach().clone() for p in model.parameters()]))
     (trace_a, w_a), (trace_b, w_b) = runs
     assert trace_a == trace_b and trace_a[0][2] < trace_a[-1][2]  # the warm-up advanced once per step, in both
@@ -364,8 +378,8 @@ def test_optimizer_fits_either_mode_and_checkpoints_plain_floats() -> None:
 
     cfg = TrainConfig(layout="stacked", dim=8, depth=1, warmup_steps=4, lr=2e-3)
     model = build_model(cfg, 4, 2)
-    opt, sched = make_optimizer(model, cfg)
-    opt.param_groups[0]["lr"] = torch.tensor(opt.param_groups[0]["lr"])  # as make_graphable_optimizer on CUDA
+    opt, sched = make_optimizer(model.parameters(), cfg)
+    opt.param_groups[0]["lr"] = torch.tensor(opt.param_groups[0]["lr"])  # as make_optimizer(graphs=True) on CUDA
     sched._last_lr = [opt.param_groups[0]["lr"]]
     meta = optimizer_to_tensors(opt.state_dict())[1]
     saved = json.loads(json.dumps({"opt": meta, "sched": json_safe(sched.state_dict())}))  # would fail on tensors
