@@ -133,12 +133,21 @@ def print_config_flags_help() -> None:
 
     from agents.config import TrainConfig
 
+    import contextlib
+    import io
+
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if isinstance(f.default, bool)}
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        try:
+            tyro.cli(_config_flags_class(defaults), args=["--help"], prog="run_rl.py train")
+        except SystemExit:
+            pass
+    body = text.getvalue().lstrip("\n")
+    if body.startswith("usage:"):  # argparse printed train's usage already: one usage block
+        body = body.split("\n", 1)[-1].lstrip("\n")
     print("\nconfig keys (each overrides the --config file; defaults: agents/config.py TrainConfig):")
-    try:
-        tyro.cli(_config_flags_class(defaults), args=["--help"], prog="run_rl.py train")
-    except SystemExit:
-        pass
+    print(body, end="")
 
 
 def build_train_parser(sub: Any) -> Parser:
@@ -155,7 +164,9 @@ def build_train_parser(sub: Any) -> Parser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set context_len=40 (repeatable)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="delete an existing --out before training")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an existing run directory --out: the old run is moved aside to "
+                   "OUT.old-<time>, nothing is deleted; any other folder is refused")  # fmt: skip
     _common(p)
     return p
 
@@ -196,7 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with process_group(cfg.device) as dist:
         try:
             results = train(cfg, out, resume=args.resume, overwrite=args.overwrite, dist=dist)
-        except Preempted as stop:  # SIGTERM/SIGUSR1: the checkpoint at this step is written (agents/preempt.py)
+        except Preempted as stop:  # SIGTERM/SIGUSR1/SIGINT: the checkpoint at this step is written (agents/preempt.py)
             if dist.is_main:
                 print(f"{stop}; continue with: python run_rl.py train --out {out} --resume", flush=True)
             return stop.exit_code
@@ -229,16 +240,23 @@ def build_eval_parser(sub: Any) -> Parser:
     )  # fmt: skip
     p.add_argument("--checkpoint", required=True, help="run directory or checkpoint folder")
     p.add_argument("--which", default="latest", choices=("latest", "best"), help="which checkpoint of a run")
-    p.add_argument("--episodes", type=int, help="episodes per target (default: the run's final_eval_episodes)")
-    p.add_argument("--envs", type=int, help="parallel environments (default: the run's eval_envs)")
-    p.add_argument("--seed", type=int, help="episode k uses reset seed SEED + k (default: the run's eval_seed)")
+    # the names of train's config keys for the same things; the shorter spellings stay as aliases
+    p.add_argument("--eval-episodes", "--episodes", dest="episodes", type=int, metavar="N",
+                   help="episodes per target (default: the run's final_eval_episodes)")  # fmt: skip
+    p.add_argument("--eval-envs", "--envs", dest="envs", type=int, metavar="N",
+                   help="parallel environments (default: the run's eval_envs)")  # fmt: skip
+    p.add_argument("--eval-seed", "--seed", dest="seed", type=int, metavar="SEED",
+                   help="episode k uses reset seed SEED + k (default: the run's eval_seed)")  # fmt: skip
     p.add_argument("--acting-mode", choices=("window", "recurrent"), help="default: the run's acting_mode")
-    p.add_argument("--targets", type=_target_arg, nargs="+",
+    p.add_argument("--target-returns", "--targets", dest="targets", type=_target_arg, nargs="+", metavar="R",
                    help="target returns: numbers and/or data_max, the best episode return of the run's training "
                    "data (default: the run's)")  # fmt: skip
-    p.add_argument("--max-steps", type=int, help="episode cap (default: the run's eval_max_steps)")
+    p.add_argument("--eval-max-steps", "--max-steps", dest="max_steps", type=int, metavar="N",
+                   help="episode cap (default: the run's eval_max_steps)")  # fmt: skip
     p.add_argument("--out", help="where to write results.json (default: RUN/evals/<time>-<mode>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and --save-dataset)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out written by eval (moved aside to OUT.old-<time>) and an existing "
+                   "--save-dataset")  # fmt: skip
     p.add_argument(
         "--video",
         action="store_true",
@@ -258,13 +276,31 @@ def build_eval_parser(sub: Any) -> Parser:
     return p
 
 
+#: The largest --video-size side: far above any useful video, and below what an offscreen GL buffer refuses.
+MAX_VIDEO_SIDE = 4096
+
+
 def _video_size(text: str) -> tuple[int, int]:
-    """(width, height) from "WIDTHxHEIGHT"; CLIError otherwise."""
+    """(width, height) from "WIDTHxHEIGHT", each a multiple of 16 up to MAX_VIDEO_SIDE; CLIError otherwise."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise CLIError(f"--video-size must look like WIDTHxHEIGHT, e.g. 320x240; got {text!r}") from None
+    if not (16 <= w <= MAX_VIDEO_SIDE and 16 <= h <= MAX_VIDEO_SIDE) or w % 16 or h % 16:
+        raise CLIError(
+            f"--video-size {text}: width and height must be multiples of 16 (H.264 macro blocks) from 16 to "
+            f"{MAX_VIDEO_SIDE}; e.g. 320x240 or 160x128"
+        )
     return w, h
+
+
+def _check_eval_args(args: argparse.Namespace) -> None:
+    """CLIError for a bad eval option, before any checkpoint is loaded or episode rolled out."""
+    for flag, value in (("--eval-episodes", args.episodes), ("--eval-envs", args.envs),
+                        ("--eval-max-steps", args.max_steps), ("--video-episodes", args.video_episodes)):  # fmt: skip
+        if value is not None and value < 1:
+            raise CLIError(f"{flag} must be >= 1, got {value}")
+    _video_size(args.video_size)
 
 
 def _check_dataset_name(name: str, env_id: str, overwrite: bool) -> None:
@@ -291,18 +327,14 @@ def _check_dataset_name(name: str, env_id: str, overwrite: bool) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from agents.checkpoint import atomic_write_text
     from agents.config import apply_overrides, resolve_targets
-    from agents.evaluation import evaluate_model
-    from agents.policy import DecisionPolicy
-    from agents.rundir import prepare_run_dir, results_dict
+    from agents.rundir import claim_run_dir, unique_dir
     from agents.trainer import load_model
     from envs.store import StoreInfo
 
+    _check_eval_args(args)
     if args.video:  # MUJOCO_GL=egl on a headless machine: before MuJoCo is first imported (envs/video.py)
         import envs.video  # noqa: F401
-    if args.video_episodes < 1:
-        raise CLIError(f"--video-episodes must be >= 1, got {args.video_episodes}")
     size = _video_size(args.video_size)
     model, cfg, meta = load_model(args.checkpoint, args.which)
     changes = {"acting_mode": args.acting_mode, "eval_max_steps": args.max_steps}
@@ -312,14 +344,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     targets = tuple(meta["targets"])
     if args.targets:
         targets = resolve_targets(args.targets, info.env_id, info.return_max or _data_max_of(run_dir))
-    episodes = args.episodes or cfg.final_eval_episodes
+    episodes = cfg.final_eval_episodes if args.episodes is None else args.episodes
     seed = cfg.eval_seed if args.seed is None else args.seed
     if args.save_dataset:
         _check_dataset_name(args.save_dataset, info.env_id, args.overwrite)
     folder = Path(meta["checkpoint_path"])
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.resolved_acting_mode()}"
-    out = Path(args.out) if args.out else run_dir / "evals" / stamp
-    out = prepare_run_dir(out, resume=False, overwrite=args.overwrite)
+    out = Path(args.out) if args.out else unique_dir(run_dir / "evals", stamp)  # two evals never share a folder
+    with claim_run_dir(out, resume=False, overwrite=args.overwrite, keep=(folder,), resumable=False):
+        return _evaluate_into(out, args, model, cfg, meta, info, targets, episodes, seed, size)
+
+
+def _evaluate_into(
+    out: Path, args: argparse.Namespace, model: Any, cfg: Any, meta: dict[str, Any], info: Any,
+    targets: tuple[float, ...], episodes: int, seed: int, size: tuple[int, int],
+) -> int:  # fmt: skip
+    """eval's rollouts, videos and dataset into ``out``, whose lock the caller holds."""
+    from agents.checkpoint import atomic_write_text
+    from agents.evaluation import evaluate_model
+    from agents.policy import DecisionPolicy
+    from agents.rundir import results_dict
+
+    folder = Path(meta["checkpoint_path"])
     t0 = time.perf_counter()
     evaluation = evaluate_model(model, cfg, info, targets, episodes, args.envs, seed)
     extra: dict[str, Any] = {"checkpoint": str(folder), "which": args.which, "train_step": meta["step"]}
@@ -355,15 +401,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _target_arg(text: str) -> float | str:
-    """One ``--targets`` value: a number, or data_max."""
+    """One ``--target-returns`` value: a finite number, or data_max."""
+    import math
+
     from agents.config import DATA_MAX
 
     if text == DATA_MAX:
         return text
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a target is a number or {DATA_MAX}, got {text!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"a target is a finite number or {DATA_MAX}, got {text!r}")
+    return value
 
 
 def _data_max_of(run_dir: Path) -> float | None:
@@ -425,16 +476,18 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_collect_parser(sub: Any) -> Parser:
+def build_collect_parser(sub: Any, full: bool = True) -> Parser:
+    """collect's parser; its options (which import torch and the behaviour policies) only when ``full``."""
     p = sub.add_parser(
         "collect",
         help="generate a dataset from a shipped behaviour policy",
         description="Roll out a behaviour policy and write a Minari dataset (agents/behaviour/recipes.py).",
     )
     _common(p)
-    from agents.behaviour.recipes import add_collect_args
+    if full:
+        from agents.behaviour.recipes import add_collect_args
 
-    add_collect_args(p)
+        add_collect_args(p)
     return p
 
 
@@ -445,16 +498,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return int(result) if isinstance(result, int) else 0
 
 
-def build_bench_parser(sub: Any) -> Parser:
+def build_bench_parser(sub: Any, full: bool = True) -> Parser:
+    """bench's parser; the options of ``bench agents`` (which import torch) only when ``full``."""
     p = sub.add_parser("bench", help="benchmarks: scans (minrnn) and agents", description="Benchmarks.")
     bench_sub = p.add_subparsers(dest="bench_what", required=True, parser_class=Parser)
     scan = bench_sub.add_parser("scan", help="scan back-ends (forwards the rest to minrnn.bench)", add_help=False)
     scan.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for minrnn.bench")
     scan.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     agents = bench_sub.add_parser("agents", help="training-step time and acting latency per backbone and layout")
-    from agents.bench import add_bench_args
+    if full:
+        from agents.bench import add_bench_args
 
-    add_bench_args(agents)
+        add_bench_args(agents)
     _common(agents)
     return agents
 
@@ -507,8 +562,9 @@ COMMANDS = {
 }
 
 
-def build_parser() -> tuple[Parser, dict[str, Parser]]:
-    """The top-level parser and each command's parser."""
+def build_parser(command: str | None = None) -> tuple[Parser, dict[str, Parser]]:
+    """The top-level parser and each command's parser. With ``command``, the other commands' options that need
+    heavy imports (torch, the behaviour policies) are left out, so that ``--help`` and parsing stay fast."""
     parser = Parser(
         prog="run_rl.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -518,9 +574,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
         "quickstart": build_quickstart_parser(sub),
         "train": build_train_parser(sub),
         "eval": build_eval_parser(sub),
-        "collect": build_collect_parser(sub),
+        "collect": build_collect_parser(sub, full=command in (None, "collect")),
         "datasets": build_datasets_parser(sub),
-        "bench": build_bench_parser(sub),
+        "bench": build_bench_parser(sub, full=command in (None, "bench")),
     }
     for p in commands.values():
         p.allow_abbrev = False
@@ -539,7 +595,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line as a Namespace; train's config flags (``args.config_flags``) are parsed later by tyro."""
     if argv[:2] == ["bench", "scan"]:  # pass everything after "bench scan" through untouched
         return argparse.Namespace(command="bench", bench_what="scan", rest=[a for a in argv[2:] if a != "--debug"])
-    parser, commands = build_parser()
+    parser, commands = build_parser(next((a for a in argv if not a.startswith("-")), ""))
     args, unknown = parser.parse_known_args(argv)
     if args.command == "train":
         args.valid_flags = commands["train"].flags + config_flag_names()

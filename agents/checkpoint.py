@@ -68,18 +68,30 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:  # e.g. a full disk: say which file, and leave no half-written temp file
+        tmp.unlink(missing_ok=True)
+        raise _naming(err, path) from None
     _fsync_dir(path.parent)
 
 
+def _naming(err: OSError, path: Path) -> OSError:
+    """``err`` with the file it was writing in its message (a full disk's ENOSPC names none)."""
+    return type(err)(err.errno, f"{err.strerror or err} while writing {path}")
+
+
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise _naming(err, path) from None
 
 
 def optimizer_to_tensors(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

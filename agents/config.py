@@ -28,8 +28,11 @@ from typing import Any
 
 import yaml
 
-from minrnn.blocks import ACTIVATIONS, BACKBONES
-from minrnn.scan import BACKENDS as SCAN_BACKENDS
+#: The names minrnn builds (minrnn.blocks BACKBONES and ACTIVATIONS, minrnn.scan BACKENDS), spelled out so that
+#: reading a config, and ``run_rl.py train --help``, do not import torch; tests/agents/test_config.py keeps them equal.
+BACKBONES: tuple[str, ...] = ("mingru", "minlstm", "gru", "lstm", "transformer")
+ACTIVATIONS: tuple[str, ...] = ("gelu", "relu")
+SCAN_BACKENDS: tuple[str, ...] = ("auto", "sequential", "logspace", "cpu", "triton", "triton_chunked", "fla", "fla_fused")
 
 __all__ = [
     "ACTING_MODES",
@@ -366,6 +369,11 @@ class TrainConfig:
         for key in nonneg + ("log_every", "histogram_every", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if any(t != DATA_MAX and not math.isfinite(t) for t in self.target_returns):
+            raise ValueError(
+                f"target_returns must be finite numbers or {DATA_MAX!r}, got {list(self.target_returns)}: e.g. "
+                "--target-returns 3600 1800"
+            )
         if any(not t > 0 for t in self.eval_at_min):
             raise ValueError(f"eval_at_min must hold minutes > 0, got {list(self.eval_at_min)}")
         if self.video_every and self.eval_every and self.video_every % self.eval_every:

@@ -8,6 +8,7 @@ an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -18,14 +19,19 @@ import numpy as np
 import torch
 
 from agents.checkpoint import Checkpoint, json_safe, save_checkpoint
-from agents.config import TrainConfig
+from agents.config import TrainConfig, config_from_dict
 from agents.distributed import DistInfo, fingerprint
 from envs.store import StoreInfo
 
 __all__ = [
+    "FIXED_ON_RESUME",
     "CheckpointWriter",
     "TrainState",
+    "apply_optimizer_keys",
     "check_in_sync",
+    "check_resume",
+    "config_changes",
+    "record_changes",
     "derived_seed",
     "rank_state",
     "restore_rng_states",
@@ -104,6 +110,85 @@ class TrainState:
         return False
 
 
+#: Keys a resumed run cannot change besides the model's shape (``agents.trainer.MODEL_KEYS``): the data the first
+#: steps trained on (its normalisation is in the weights), the seed (the checkpoint continues its RNG streams), the
+#: returns' input scale, and what acts only when the weights are first made. Every other key takes effect.
+FIXED_ON_RESUME: tuple[str, ...] = ("dataset", "env", "seed", "rtg_scale", "activation", "backbone_init", "forget_bias")
+
+
+def check_resume(cfg: TrainConfig, meta: dict[str, Any], store: Any, where: str, model_keys: tuple[str, ...]) -> None:
+    """ValueError naming every fixed key (``model_keys`` + ``FIXED_ON_RESUME``) whose value differs from the
+    checkpoint's, a dataset whose content changed under the same name, or ``steps`` below the checkpoint's step.
+
+    A key the checkpoint predates counts as its default, which is what it was trained with.
+    """
+    saved = config_from_dict(meta["config"])
+    resolved = {"activation": TrainConfig.resolved_activation, "backbone_init": TrainConfig.resolved_backbone_init}
+    model, fixed = [], []
+    for key in model_keys + FIXED_ON_RESUME:
+        if key == "env":  # "" means the dataset's env: compare the env each one resolves to
+            new, old = store.env_id, meta["env_id"]
+        else:
+            get = resolved.get(key, lambda c, k=key: getattr(c, k))
+            new, old = get(cfg), get(saved)
+        if new != old:
+            (model if key in model_keys else fixed).append(f"{key}={new!r} (checkpoint: {old!r})")
+    parts = ([f"a different model: {', '.join(model)}"] if model else [])
+    parts += [f"other data or seed: {', '.join(fixed)}"] if fixed else []
+    if parts:
+        raise ValueError(
+            f"{where} was trained with {' and '.join(parts)}; drop those overrides to resume it (these keys are "
+            "fixed for the life of a run), or train a new run with them (another --out)"
+        )
+    same_stats = np.allclose(np.asarray(meta["state_mean"]), store.state_mean, rtol=1e-6, atol=0) and np.allclose(
+        np.asarray(meta["state_std"]), store.state_std, rtol=1e-6, atol=0
+    )
+    if not same_stats:
+        raise ValueError(
+            f"{where}: the dataset {cfg.dataset} has changed since the run started (its state mean/std differ from "
+            "the checkpoint's, which the weights were trained with); restore that file to resume, or train a new "
+            "run on it (another --out)"
+        )
+    if cfg.steps < meta["step"]:
+        raise ValueError(
+            f"{where} is already at step {meta['step']}; steps={cfg.steps} is below it (a run cannot go back): pass "
+            f"--steps N with N > {meta['step']} to train further, or N = {meta['step']} to evaluate the final weights "
+            "again"
+        )
+
+
+def config_changes(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, list[Any]]:
+    """{key: [checkpoint's value, new value]} for every key a resume changes (keys the checkpoint predates count
+    as their default)."""
+    old, new = config_from_dict(saved).to_dict(), cfg.to_dict()
+    return {k: [old[k], new[k]] for k in new if old[k] != new[k]}
+
+
+def record_changes(run_dir: Path, step: int, changes: dict[str, list[Any]]) -> None:
+    """Say what a resume changed, at which step: one stderr line and one ``RUN/changes.jsonl`` row."""
+    if not changes:
+        return
+    text = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+    print(f"resuming {run_dir} at step {step} with: {text}", file=sys.stderr)
+    with open(run_dir / "changes.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, "changes": changes}) + "\n")
+
+
+def apply_optimizer_keys(optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainConfig) -> None:
+    """Put ``cfg.lr`` and ``cfg.weight_decay`` into an optimizer and LambdaLR scheduler just restored from a
+    checkpoint that had other values: the schedule's factor at this step is kept, the peak rate becomes ``lr``.
+    Unchanged values are left as loaded (bit-identical resume)."""
+    for i, group in enumerate(optimizer.param_groups):
+        base = float(scheduler.base_lrs[i])
+        if base != cfg.lr:
+            group["lr"] = float(group["lr"]) / base * cfg.lr
+            group["initial_lr"] = cfg.lr
+            scheduler.base_lrs[i] = cfg.lr
+            scheduler._last_lr[i] = group["lr"]  # what get_last_lr() (train/lr) reports until the next step
+        if group["weight_decay"] != cfg.weight_decay:
+            group["weight_decay"] = cfg.weight_decay
+
+
 def derived_seed(*entropy: int) -> int:
     """A 32-bit torch seed from integers (numpy SeedSequence: distinct inputs give unrelated streams)."""
     return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
@@ -173,6 +258,7 @@ def start_state(
         return TrainState(), rng
     optimizer.load_state_dict(ckpt.optimizer)
     scheduler.load_state_dict(ckpt.meta["scheduler"])
+    apply_optimizer_keys(optimizer, scheduler, cfg)
     state = TrainState.from_checkpoint(ckpt)
     return state, restore_rng_states(ckpt, cfg, dist, device, state.step)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,45 +31,155 @@ import yaml
 from agents.checkpoint import atomic_write_text
 from agents.config import TrainConfig
 from agents.evaluation import Evaluation
+from agents.runlock import LOCK_NAME, RunLock
 
-__all__ = ["LossMeter", "RunLog", "machine_info", "prepare_run_dir", "results_dict"]
+__all__ = [
+    "LossMeter",
+    "RUN_MARKERS",
+    "RunLog",
+    "claim_run_dir",
+    "dataset_files",
+    "machine_info",
+    "prepare_run_dir",
+    "results_dict",
+    "unique_dir",
+]
 
 
-def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
-    """Create or reuse ``run_dir``; never replace an existing run without ``overwrite``."""
+#: Files whose presence makes a folder one this toolkit wrote: a training run (config.yaml with its checkpoints,
+#: dataset.json or tb/) or an evaluation's output (results.json); ``--overwrite`` replaces nothing else.
+RUN_MARKERS: tuple[str, ...] = ("config.yaml", "results.json")
+
+
+def prepare_run_dir(
+    run_dir: str | Path, resume: bool, overwrite: bool, keep: tuple[Path, ...] = (), resumable: bool = True
+) -> Path:
+    """Create or reuse ``run_dir`` as ``claim_run_dir`` does, without keeping its lock; returns the path."""
+    lock = claim_run_dir(run_dir, resume, overwrite, keep, resumable)
+    lock.release()
+    return lock.run_dir
+
+
+def claim_run_dir(
+    run_dir: str | Path, resume: bool, overwrite: bool, keep: tuple[Path, ...] = (), resumable: bool = True
+) -> RunLock:
+    """Create or reuse ``run_dir`` and take its lock (agents/runlock.py); never replace an existing run without
+    ``overwrite``, and never delete anything.
+
+    With ``overwrite`` an existing run directory (``RUN_MARKERS``) is moved aside to ``RUN.old-<time>``; any other
+    non-empty folder, a link, or a folder holding one of ``keep`` (the dataset being read, the checkpoint being
+    evaluated) is refused, naming what it found. The lock is taken before anything is moved, so a running
+    process's folder is never touched. The caller releases the returned lock. ``resumable=False`` (eval's output
+    folder) leaves ``--resume`` out of the hints.
+    """
     run_dir = Path(run_dir)
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: pick one")
-    if run_dir.is_symlink():
-        target = os.readlink(run_dir)
-        if not run_dir.exists():
-            raise FileNotFoundError(
-                f"run directory {str(run_dir)!r} is a link to {target!r}, which does not exist; restore its target "
-                "or remove the link, or choose another --out"
-            )
-        if overwrite:
+    _check_link(run_dir, overwrite)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(
+            f"--out {str(run_dir)!r} is a file, not a run directory; "
+            + ("--overwrite replaces only run directories: " if overwrite else "")
+            + "choose another --out"
+        )
+    contents = _contents(run_dir)
+    lock = RunLock(run_dir)
+    if run_dir.is_dir() and (not contents or _is_run_dir(run_dir)):
+        lock.acquire()  # before reading or moving anything: another writer stops us here
+    try:
+        if resume:
+            if not (run_dir / "checkpoints" / "latest").is_file():
+                hint = (
+                    "start a new run without --resume"
+                    if not contents
+                    else f"it holds {_listing(contents)} but no checkpoint; start it again with --overwrite (the "
+                    "folder is moved aside, not deleted) or choose another --out"
+                )
+                raise FileNotFoundError(
+                    f"--resume: no checkpoint in {str(run_dir)!r} (expected {run_dir}/checkpoints/latest); {hint}"
+                )
+            return lock
+        if contents:
+            if not overwrite and not resumable:
+                raise FileExistsError(
+                    f"output folder {str(run_dir)!r} already exists; pass --overwrite to replace it (the old one is "
+                    "moved aside), or choose another --out"
+                )
+            if not overwrite:
+                raise FileExistsError(
+                    f"run directory {str(run_dir)!r} already exists; pass --resume to continue it, --overwrite to "
+                    "replace it, or choose another --out"
+                )
+            _move_aside(run_dir, contents, keep, lock)
+        _make_writable(run_dir)
+        return lock.acquire()
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _check_link(run_dir: Path, overwrite: bool) -> None:
+    if not run_dir.is_symlink():
+        return
+    target = os.readlink(run_dir)
+    if not run_dir.exists():
+        raise FileNotFoundError(
+            f"run directory {str(run_dir)!r} is a link to {target!r}, which does not exist; restore its target "
+            "or remove the link, or choose another --out"
+        )
+    if overwrite:
+        raise FileExistsError(
+            f"run directory {str(run_dir)!r} is a link to {target!r}; --overwrite does not delete through a "
+            "link: remove the link, or pass its target as --out"
+        )
+
+
+def _contents(run_dir: Path) -> list[str]:
+    """The names in ``run_dir`` but its lock file (a folder holding only the lock is empty); [] when absent."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+
+def _is_run_dir(path: Path) -> bool:
+    """A folder this toolkit wrote: a training run's config.yaml beside its checkpoints/, dataset.json or tb/, or
+    an evaluation's results.json."""
+    if (path / "config.yaml").is_file():
+        return any((path / name).exists() for name in ("checkpoints", "dataset.json", "tb"))
+    return (path / "results.json").is_file()
+
+
+def _move_aside(run_dir: Path, contents: list[str], keep: tuple[Path, ...], lock: RunLock) -> None:
+    """``--overwrite``: rename a run directory to ``RUN.old-<time>`` (its lock moves with it and is released)."""
+    if not _is_run_dir(run_dir):
+        raise FileExistsError(
+            f"--overwrite: {str(run_dir)!r} is not a run directory of this toolkit (no {' or '.join(RUN_MARKERS)}); "
+            f"it holds {_listing(contents)}. Nothing was changed: empty or remove it yourself, or choose another --out"
+        )
+    here = run_dir.resolve()
+    for path in keep:
+        kept = Path(path).resolve()
+        if kept == here or here in kept.parents:
             raise FileExistsError(
-                f"run directory {str(run_dir)!r} is a link to {target!r}; --overwrite does not delete through a "
-                "link: remove the link, or pass its target as --out"
+                f"--overwrite: {str(run_dir)!r} holds {str(path)!r}, which this command reads; it is not replaced. "
+                "Choose another --out"
             )
-    exists = run_dir.exists() and any(run_dir.iterdir()) if run_dir.is_dir() else run_dir.exists()
-    if resume:
-        if not (run_dir / "checkpoints" / "latest").is_file():
-            raise FileNotFoundError(
-                f"--resume: no checkpoint in {str(run_dir)!r} (expected {run_dir}/checkpoints/latest); "
-                "start a new run without --resume"
-            )
-        return run_dir
-    if exists:
-        if not overwrite:
-            raise FileExistsError(
-                f"run directory {str(run_dir)!r} already exists; pass --resume to continue it, --overwrite to "
-                "replace it, or choose another --out"
-            )
-        if run_dir.is_dir():
-            shutil.rmtree(run_dir)
-        else:
-            run_dir.unlink()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
+    run_dir.rename(aside)
+    lock.release()
+    print(f"--overwrite: moved the existing {run_dir} to {aside}", file=sys.stderr)
+
+
+def _make_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write_test"
@@ -79,7 +189,32 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
         raise PermissionError(
             f"cannot write to run directory {str(run_dir)!r} ({err.strerror}); choose another --out"
         ) from None
-    return run_dir
+
+
+def unique_dir(parent: Path, name: str) -> Path:
+    """Create and return ``parent/name``, or ``name-2``, ``name-3``, ... when taken (``mkdir`` is atomic, so two
+    processes choosing at the same moment never get the same folder)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free folder name {name}-N under {parent}; clean it up")
+
+
+def dataset_files(spec: str) -> tuple[Path, ...]:
+    """The file or folder a dataset spec reads (``d4rl:FILE``, ``minari:ID``), for ``claim_run_dir``'s ``keep``."""
+    kind, _, rest = spec.partition(":")
+    if kind == "d4rl" and rest:
+        return (Path(rest),)
+    if kind == "minari" and rest:
+        from envs.datasets import minari_root
+
+        return (minari_root() / rest,)
+    return ()
 
 
 def machine_info(device: str = "cpu") -> dict[str, Any]:

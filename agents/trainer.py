@@ -14,6 +14,7 @@ each evaluation/checkpoint step. Checkpoints hold every rank's sampler and torch
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
 import threading
@@ -37,8 +38,10 @@ from agents.evaluation import Evaluation, evaluate_model, score_of
 from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, use_graphs
 from agents.policy import acting_policy
 from agents.preempt import Preempted, Preemption
-from agents.resume import CheckpointWriter, TrainState, check_in_sync, rank_state, start_state
-from agents.rundir import LossMeter, RunLog, prepare_run_dir, results_dict
+from agents.resume import CheckpointWriter, TrainState, check_in_sync, check_resume, config_changes, rank_state
+from agents.resume import record_changes, start_state
+from agents.rundir import LossMeter, RunLog, claim_run_dir, dataset_files, results_dict
+from agents.runlock import release_held
 
 __all__ = [
     "MODEL_KEYS",
@@ -271,15 +274,17 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
         graphs = use_graphs(cfg.resolved_cuda_graphs(dist.is_distributed), device, cfg.backbone, UPDATE_BACKBONES)
         torch.manual_seed(cfg.seed)
         store = store if store is not None else load_dataset(cfg.dataset, env_id=cfg.env or None)
-        if dist.is_main:
-            run_dir = prepare_run_dir(run_dir, resume, overwrite)
+        if dist.is_main:  # the run directory's one writer until ``train`` returns (agents/runlock.py)
+            run_dir = claim_run_dir(run_dir, resume, overwrite, keep=dataset_files(cfg.dataset)).hold().run_dir
             warn_if_stale(cfg.dataset)
         targets = resolve_targets(cfg.target_returns, store.env_id, store.info().return_max)
         model = build_model(cfg, store.obs_dim, store.act_dim, store.state_mean, store.state_std).to(device)
         ckpt = load_checkpoint(run_dir) if resume else None
         if ckpt is not None:
-            check_same_model(cfg, ckpt.meta["config"], str(run_dir))
+            check_resume(cfg, ckpt.meta, store, str(run_dir), MODEL_KEYS)
             _load_weights(model, ckpt.model, ckpt.path)
+            if dist.is_main:
+                record_changes(run_dir, ckpt.meta["step"], config_changes(ckpt.meta["config"], cfg))
         setup = Setup(cfg, store, device, run_dir, targets, model, ckpt, graphs)
     except Exception as err:
         error = err
@@ -288,6 +293,20 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
 
 
 # --- the loop ------------------------------------------------------------------------------------------------
+def _releasing_run_dir(train_fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """``train`` that gives back its run directory's lock (taken in ``set_up``) however it ends."""
+
+    @functools.wraps(train_fn)
+    def wrapper(cfg: TrainConfig, run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return train_fn(cfg, run_dir, **kwargs)
+        finally:
+            release_held(run_dir)
+
+    return wrapper
+
+
+@_releasing_run_dir
 def train(
     cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
     dist: DistInfo | None = None, store: Any = None,
@@ -309,6 +328,8 @@ def train(
     meter, evaluation, out_of_time = LossMeter(), None, False
     next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min, cfg.eval_at_min)
     stop = Preemption(cfg.requeue_exit_code)  # SIGTERM/SIGUSR1 -> checkpoint at this step, exit (agents/preempt.py)
+    if state.step == 0:  # a checkpoint from the start: a run directory is always one --resume accepts
+        checkpoint_now(state, rng, device, model, dist, saver)
     model.train()
     with stop if threading.current_thread() is threading.main_thread() else contextlib.nullcontext(stop):
         while state.step < cfg.steps and not out_of_time:
@@ -349,6 +370,8 @@ def train(
             save_due = final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
             if not (eval_due or save_due):
                 continue
+            if final:  # saved before the final evaluation, which may be long, fail or be interrupted
+                checkpoint_now(state, rng, device, model, dist, saver)
             # evaluate (rank 0; the other ranks wait in dist.gather below); the final one with final_eval_episodes
             improved = False
             if log is not None and eval_due:
@@ -359,7 +382,7 @@ def train(
             ranks = dist.gather(rank_state(rng, s.device, model if dist.is_distributed else None))
             if saver is not None:
                 check_in_sync(ranks, step)
-                if save_due or improved:
+                if (save_due and not final) or improved:
                     saver.save(state, ranks, best=improved)
             dist.barrier()  # the other ranks wait here while rank 0 saves
         if dist.any_rank(stop.requested)[0]:  # a signal during the final evaluation or checkpoint
@@ -453,6 +476,18 @@ def next_time_eval(used_min: float, every_min: float, at_min: tuple[float, ...] 
     """
     grid = (math.floor(used_min / every_min + 1e-9) + 1) * every_min if every_min > 0 else math.inf
     return min([grid] + [t for t in at_min if t > used_min + 1e-9])
+
+
+def checkpoint_now(
+    state: TrainState, rng: np.random.Generator, device: torch.device, model: torch.nn.Module, dist: DistInfo,
+    saver: CheckpointWriter | None,
+) -> None:  # fmt: skip
+    """Checkpoint the current step with every rank's RNG states (a collective: every rank calls it)."""
+    ranks = dist.gather(rank_state(rng, device, model if dist.is_distributed else None))
+    if saver is not None:
+        check_in_sync(ranks, state.step)
+        saver.save(state, ranks, best=False)
+    dist.barrier()
 
 
 def save_and_exit(

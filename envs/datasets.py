@@ -124,7 +124,8 @@ def _warn_actions_out_of_bounds(actions: np.ndarray, env_id: str, source: str) -
         f"{source}: {int(bad.any(axis=1).sum())} of {len(actions)} actions lie outside {env_id}'s action bounds "
         f"[{low.min():g}, {high.max():g}] (first at index {first}: {actions[first].tolist()}; largest excess "
         f"{float(excess.max()):g}). The agent will imitate them, but evaluation clips actions to the bounds: check "
-        "that the data was made for this env (env_id=...), or rescale/clip the actions before loading.",
+        "that the data was made for this env (--env on the command line, env_id= in load_dataset), or rescale/clip "
+        "the actions before loading.",
         stacklevel=3,
     )
 
@@ -157,7 +158,8 @@ def _check_against_env(obs_shape: tuple[int, ...], act_shape: tuple[int, ...], e
         if tuple(got) != tuple(want):
             raise ValueError(
                 f"{source}: '{key}' has per-step shape {tuple(got)} but {env_id} expects {tuple(want)}; "
-                "pass the right env_id=... or load the dataset made for this env."
+                "pass the right env (--env on the command line, env_id= in load_dataset) or load the dataset made for "
+                "this env."
             )
 
 
@@ -178,7 +180,7 @@ def _infer_d4rl_env(path: Path, obs_dim: int, act_dim: int, attrs_env: str | Non
         return matches[0]
     raise ValueError(
         f"d4rl:{path}: cannot infer the environment from the file name or from obs_dim={obs_dim}, "
-        f"act_dim={act_dim} (matches: {matches or 'none'}); pass env_id=..., e.g. one of "
+        f"act_dim={act_dim} (matches: {matches or 'none'}); pass the env (--env, or env_id= in load_dataset), e.g. one of "
         f"{sorted(set(ENV_SHORTHANDS.values()))}."
     )
 
@@ -319,7 +321,7 @@ def load_minari(dataset_id: str, env_id: str | None = None, download: bool = Fal
     _flat_box(ds.action_space, "action", source)
     if env_id is None:
         if ds.env_spec is None:
-            raise ValueError(f"{source}: the dataset names no environment; pass env_id=..., e.g. 'Hopper-v5'")
+            raise ValueError(f"{source}: the dataset names no environment; pass the env (--env, or env_id= in load_dataset), e.g. 'Hopper-v5'")
         env_id = ds.env_spec.id
     env_id = resolve_env_id(env_id)
 

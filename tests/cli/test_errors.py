@@ -108,7 +108,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "no dataset": (["train", *TINY], "error: no dataset: pass --dataset minari:<id> or d4rl:<file.hdf5>"),
     "observations do not fit the env": (
         ["train", *D, *TINY, "--env", "HalfCheetah-v5"],
-        "'observations' has per-step shape (11,) but HalfCheetah-v5 expects (17,); pass the right env_id=",
+        "'observations' has per-step shape (11,) but HalfCheetah-v5 expects (17,); pass the right env (--env on the",
     ),
     "actions do not fit the env": (
         ["train", "--dataset", "d4rl:{act2}", *TINY],

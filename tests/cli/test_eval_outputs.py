@@ -64,7 +64,7 @@ def test_data_max_target_is_the_best_episode_return_of_the_data(
     (first, second) = per_target.values()
     assert first["target_return"] == pytest.approx(best, rel=1e-5) and second["target_return"] == 100.0
     code, _, err = run_main(["eval", "--checkpoint", str(trained_run), "--targets", "best"], capsys)
-    assert code == 2 and "a target is a number or data_max, got 'best'" in err
+    assert code == 2 and "a target is a finite number or data_max, got 'best'" in err
 
     out = tmp_path / "train"
     flags = [f for f in TINY_FLAGS if f not in ("--target-returns", "100")]
