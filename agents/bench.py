@@ -110,7 +110,15 @@ def bench_train_step(
     def update() -> None:
         updater.step(batch).loss.item()  # the loop's one host sync per update
 
-    update()  # warm-up (allocations, numba compilation, kernel compilation; the graph's capture)
+    if graphs:
+        update()  # warm-up (allocations, kernel compilation; the graph's capture)
+        flops = None
+    else:  # the warm-up, counted: forward, backward and optimizer step, whatever the device's speed
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            update()
+        flops = counter.get_total_flops()
     _sync(device)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -130,6 +138,7 @@ def bench_train_step(
         "cuda_graphs": "on" if graphs else "off",
         # this process's CPU seconds: with one thread, the cost on one core whatever else runs on the machine
         "cpu_ms_per_step": 1e3 * cpu_sec, "updates_per_cpu_min": 60.0 / cpu_sec,
+        "gflop_per_step": None if flops is None else flops / 1e9,  # torch.utils.flop_counter's count of one update
     }  # fmt: skip
     if cuda:
         row["peak_mb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20

@@ -129,6 +129,8 @@ def test_bench_agents_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert code == 0 and "ms_per_step" in text
     data = json.loads(out.read_text())
     assert len(data["train"]) == 2 and {r["cuda_graphs"] for r in data["train"]} == {"off"}
+    for r in data["train"]:  # an update costs at least the forward pass's 2 FLOPs per weight and token
+        assert r["gflop_per_step"] * 1e9 > 2 * 4 * 4 * 16 * 16
     assert {(r["backbone"], r["mode"]) for r in data["acting"]} == {
         ("mingru", "window"),
         ("mingru", "recurrent"),
