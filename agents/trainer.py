@@ -312,12 +312,8 @@ def train(
     dist: DistInfo | None = None, store: Any = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train a Decision agent as ``cfg`` says, evaluating and checkpointing into ``run_dir``; returns results.json.
-
-    ``run_dir`` must not exist (or be empty) unless ``resume`` (continue from its latest checkpoint: same step,
-    optimizer, scheduler, RNG, sampler) or ``overwrite`` (delete it first). ``dist``: this process's place in a
-    multi-process run whose process group is initialised (``agents.distributed.process_group``; ranks != 0 return
-    {}). ``store``: an already loaded TrajectoryStore (default: ``envs.load_dataset(cfg.dataset, cfg.env)``).
-    """
+    ``resume``: continue from its latest checkpoint; ``overwrite``: move an earlier run aside (agents/rundir.py).
+    ``dist``: this rank in an initialised process group (ranks != 0 return {}). ``store``: a loaded TrajectoryStore."""
     dist = dist or DistInfo()
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
     cfg, model = s.cfg, s.model
@@ -329,7 +325,7 @@ def train(
     next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min, cfg.eval_at_min)
     stop = Preemption(cfg.requeue_exit_code)  # SIGTERM/SIGUSR1 -> checkpoint at this step, exit (agents/preempt.py)
     if state.step == 0:  # a checkpoint from the start: a run directory is always one --resume accepts
-        checkpoint_now(state, rng, device, model, dist, saver)
+        checkpoint_now(state, rng, s.device, model, dist, saver)
     model.train()
     with stop if threading.current_thread() is threading.main_thread() else contextlib.nullcontext(stop):
         while state.step < cfg.steps and not out_of_time:
@@ -371,7 +367,7 @@ def train(
             if not (eval_due or save_due):
                 continue
             if final:  # saved before the final evaluation, which may be long, fail or be interrupted
-                checkpoint_now(state, rng, device, model, dist, saver)
+                checkpoint_now(state, rng, s.device, model, dist, saver)
             # evaluate (rank 0; the other ranks wait in dist.gather below); the final one with final_eval_episodes
             improved = False
             if log is not None and eval_due:
