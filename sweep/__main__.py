@@ -1,11 +1,11 @@
 """The sweep's command line: run an experiment, collect its runs into a tidy table, report on tables.
 
-    python -m sweep run experiments/equal-time.yaml               # train what is missing, then collect
-    python -m sweep collect runs/equal-time --name equal-time --out results/equal-time.csv
-    python -m sweep report results/equal-time.csv --baseline attention --out docs/equal-time
-    python -m sweep report results/a.csv results/b.csv:dt --baseline dt --out /tmp/r   # dt's runs from b
-    python -m sweep rescore runs/equal-time --targets data_max      # final weights at the data's best return
-    python -m sweep archive runs/equal-time --to /mnt/keep/equal-time   # the runs' records, no weights
+python -m sweep run experiments/equal-time.yaml               # train what is missing, then collect
+python -m sweep collect runs/equal-time --name equal-time --out results/equal-time.csv
+python -m sweep report results/equal-time.csv --baseline attention --out docs/equal-time
+python -m sweep report results/a.csv results/b.csv:dt --baseline dt --out /tmp/r   # dt's runs from b
+python -m sweep rescore runs/equal-time --targets data_max      # final weights at the data's best return
+python -m sweep archive runs/equal-time --to /mnt/keep/equal-time   # the runs' records, no weights
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _run(a: argparse.Namespace) -> None:
     changes = {k: v for k, v in (("engine", a.engine), ("jobs", a.jobs), ("out", a.out)) if v is not None}
     exp = dataclasses.replace(exp, **changes)
     if a.dry_run:
-        for cell in launch.cells(exp):
+        for cell in launch.missing(exp):
             agent = exp.agent(cell[1])
             print(" ".join(launch.train_command(exp, agent, cell[0], cell[2])))
         return
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--jobs", type=int, help="override the experiment's runs at once")
     r.add_argument("--out", type=Path, help="override the experiment's runs folder")
     r.add_argument("--no-check-data", dest="check_data", action="store_false",
-                   help="do not compare finished runs' data with today's datasets (skips loading every dataset)")  # fmt: skip
-    r.add_argument("--dry-run", action="store_true", help="print the train commands and run nothing")
+                   help="do not compare finished runs' data with today's datasets (skips loading them)")  # fmt: skip
+    r.add_argument("--dry-run", action="store_true", help="print the missing runs' train commands, run nothing")
     c = sub.add_parser("collect", help="read a runs folder (OUT/<dataset>/<agent>/seed<k>) into one tidy CSV")
     c.add_argument("runs")
     c.add_argument("--name", required=True, help="the sweep's name, kept in the sidecar")

@@ -62,7 +62,8 @@ def test_report_command_writes_markdown_and_plots_and_splices(tmp_path, capsys):
     main(["report", str(csv), "--baseline", "attention", "--out", str(out), "--reps", "100", "--splice", str(page),
           "--splice-name", "tiny"])  # fmt: skip
     md = (out / "report.md").read_text()
-    assert page.read_text() == f"# R\n<!-- tiny -->\n{md.strip()}\n<!-- /tiny -->\n<!-- other -->\nkeep\n<!-- /other -->\n"
+    kept = "<!-- other -->\nkeep\n<!-- /other -->\n"
+    assert page.read_text() == f"# R\n<!-- tiny -->\n{md.strip()}\n<!-- /tiny -->\n{kept}"
     for name in ("scores.png", "aggregates.png", "curves.png"):
         assert (out / name).stat().st_size > 1000
     page.write_text("# no markers\n")
