@@ -50,8 +50,8 @@ def _report(a: argparse.Namespace) -> None:
     meta = {**parts[0][1], "name": a.name or parts[0][1].get("name", "")}
     meta["machines"] = sorted({m for _, m_ in parts for m in m_.get("machines", [])})
     meta["commit"] = ", ".join(dict.fromkeys(m_.get("commit", "unrecorded") for _, m_ in parts))
-    md = report.write_report(df, meta, a.baseline, Path(a.out), a.reps)
-    print(f"wrote {a.out}/report.md and its plots")
+    md = report.write_report(df, meta, a.baseline, Path(a.out), a.reps, a.updates)
+    print(f"wrote {a.out}/report.md, report.json and the plots")
     for f in a.splice:
         report.splice(Path(f), md, a.splice_name)
         print(f"updated the block <!-- {a.splice_name} --> in {f}")
@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("report", help="tables and plots of one or more tidy CSVs")
     p.add_argument("tables", nargs="+", help="tidy CSVs; PATH:agent1,agent2 takes only those agents' rows")
     p.add_argument("--baseline", help="the agent the probability of improvement and the time to score compare with")
-    p.add_argument("--out", required=True, help="the folder for report.md and the plots")
+    p.add_argument("--out", required=True, help="the folder for report.md, report.json and the plots")
     p.add_argument("--name", help="the report's title (default: the first table's name)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    p.add_argument("--updates", type=int, metavar="N",
+                   help="read the equal-updates table at each run's first evaluation at or after N updates "
+                   "(default: the smallest final update count of any run)")  # fmt: skip
     p.add_argument("--splice", action="append", default=[], metavar="FILE",
                    help="also replace the block <!-- NAME --> ... <!-- /NAME --> of FILE with report.md")  # fmt: skip
     p.add_argument("--splice-name", default="sweep-table", metavar="NAME", help="the block --splice replaces")
