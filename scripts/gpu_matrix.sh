@@ -56,18 +56,33 @@ t1=$(date +%s)
 cap=()
 [ "$MATRIX_SECONDS" -gt 0 ] && cap=(timeout -k 10 "$MATRIX_SECONDS")
 set +e
-${cap[@]+"${cap[@]}"} "$PY" scripts/sweep.py run --configs "${configs[@]}" --backbones transformer mingru minlstm --seeds $SEEDS \
-  --steps "$STEPS" --out "$WORK/sweep" --jobs "$JOBS" --threads 1 --set device="$DEVICE" --set eval_vector=sync \
-  --set warmup_steps=300 --set lr=0.0003 --set layout=stacked --set eval_every=1000 --set eval_episodes=10 \
-  --set checkpoint_every=1000 --set histogram_every=1000 --recurrent-set acting_mode=recurrent > "$OUT/sweep.log" 2>&1
+cat > "$WORK/gpu-matrix.yaml" <<YAML
+name: gpu-matrix
+out: $WORK/sweep
+datasets: [$(IFS=,; echo "${configs[*]}")]
+seeds: [$(echo $SEEDS | tr ' ' ',')]
+steps: $STEPS
+jobs: $JOBS
+threads: 1
+set: {device: $DEVICE, eval_vector: sync, warmup_steps: 300, lr: 0.0003, layout: stacked, eval_every: 1000,
+      eval_episodes: 10, checkpoint_every: 1000, histogram_every: 1000}
+agents:
+  transformer: {backbone: transformer}
+  mingru: {backbone: mingru, set: {acting_mode: recurrent}}
+  minlstm: {backbone: minlstm, set: {acting_mode: recurrent}}
+YAML
+${cap[@]+"${cap[@]}"} "$PY" -m sweep run "$WORK/gpu-matrix.yaml" > "$OUT/sweep.log" 2>&1
 rc=$?
 set -e
 echo "matrix stage: $(( $(date +%s) - t1 )) s, exit $rc ($( find "$WORK/sweep" -name results.json | wc -l ) runs finished)" \
   | tee -a "$OUT/timing.txt"
-"$PY" scripts/sweep.py table --out "$WORK/sweep" > "$OUT/table.log" 2>&1 || true
+"$PY" -m sweep collect "$WORK/sweep" --name gpu-matrix --out "$WORK/sweep/gpu-matrix.csv" > "$OUT/table.log" 2>&1 &&
+  "$PY" -m sweep report "$WORK/sweep/gpu-matrix.csv" --baseline transformer --out "$WORK/sweep/report" \
+  >> "$OUT/table.log" 2>&1 || true
 
-# 3. bring back the table, the plots and each run's small files, as one archive (the device tool returns few files)
-(cd "$WORK/sweep" && find . -maxdepth 1 \( -name 'table.*' -o -name '*.png' \) > /tmp/pack.txt
+# 3. bring back the tidy table, the report and each run's small files, as one archive (the device tool returns few files)
+(cd "$WORK/sweep" && find . -maxdepth 1 -name 'gpu-matrix.*' > /tmp/pack.txt
+ find report -type f >> /tmp/pack.txt 2>/dev/null || true
  find . -name results.json -o -name evals.jsonl -o -name dataset.json -o -name config.yaml -o -name 'seed*.log' \
    >> /tmp/pack.txt
  tar -czf - -T /tmp/pack.txt) > "$OUT/sweep.tar.gz"

@@ -1,11 +1,11 @@
 """The sweep's command line: run an experiment, collect its runs into a tidy table, report on tables.
 
-    python -m sweep run experiments/equal-time.yaml               # train what is missing, then collect
-    python -m sweep collect runs/equal-time --name equal-time --out results/equal-time.csv
-    python -m sweep report results/equal-time.csv --baseline attention --out docs/equal-time
-    python -m sweep report results/a.csv results/b.csv:dt --baseline dt --out /tmp/r   # dt's runs from b
-    python -m sweep rescore runs/equal-time --targets data_max      # final weights at the data's best return
-    python -m sweep archive runs/equal-time --to /mnt/keep/equal-time   # the runs' records, no weights
+python -m sweep run experiments/equal-time.yaml               # train what is missing, then collect
+python -m sweep collect runs/equal-time --name equal-time --out results/equal-time.csv
+python -m sweep report results/equal-time.csv --baseline attention --out docs/equal-time
+python -m sweep report results/a.csv results/b.csv:dt --baseline dt --out /tmp/r   # dt's runs from b
+python -m sweep rescore runs/equal-time --targets data_max      # final weights at the data's best return
+python -m sweep archive runs/equal-time --to /mnt/keep/equal-time   # the runs' records, no weights
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _run(a: argparse.Namespace) -> None:
     changes = {k: v for k, v in (("engine", a.engine), ("jobs", a.jobs), ("out", a.out)) if v is not None}
     exp = dataclasses.replace(exp, **changes)
     if a.dry_run:
-        for cell in launch.cells(exp):
+        for cell in launch.missing(exp):
             agent = exp.agent(cell[1])
             print(" ".join(launch.train_command(exp, agent, cell[0], cell[2])))
         return
@@ -50,8 +50,8 @@ def _report(a: argparse.Namespace) -> None:
     meta = {**parts[0][1], "name": a.name or parts[0][1].get("name", "")}
     meta["machines"] = sorted({m for _, m_ in parts for m in m_.get("machines", [])})
     meta["commit"] = ", ".join(dict.fromkeys(m_.get("commit", "unrecorded") for _, m_ in parts))
-    md = report.write_report(df, meta, a.baseline, Path(a.out), a.reps)
-    print(f"wrote {a.out}/report.md and its plots")
+    md = report.write_report(df, meta, a.baseline, Path(a.out), a.reps, a.updates)
+    print(f"wrote {a.out}/report.md, report.json and the plots")
     for f in a.splice:
         report.splice(Path(f), md, a.splice_name)
         print(f"updated the block <!-- {a.splice_name} --> in {f}")
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--jobs", type=int, help="override the experiment's runs at once")
     r.add_argument("--out", type=Path, help="override the experiment's runs folder")
     r.add_argument("--no-check-data", dest="check_data", action="store_false",
-                   help="do not compare finished runs' data with today's datasets (skips loading every dataset)")  # fmt: skip
-    r.add_argument("--dry-run", action="store_true", help="print the train commands and run nothing")
+                   help="do not compare finished runs' data with today's datasets (skips loading them)")  # fmt: skip
+    r.add_argument("--dry-run", action="store_true", help="print the missing runs' train commands, run nothing")
     c = sub.add_parser("collect", help="read a runs folder (OUT/<dataset>/<agent>/seed<k>) into one tidy CSV")
     c.add_argument("runs")
     c.add_argument("--name", required=True, help="the sweep's name, kept in the sidecar")
@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("report", help="tables and plots of one or more tidy CSVs")
     p.add_argument("tables", nargs="+", help="tidy CSVs; PATH:agent1,agent2 takes only those agents' rows")
     p.add_argument("--baseline", help="the agent the probability of improvement and the time to score compare with")
-    p.add_argument("--out", required=True, help="the folder for report.md and the plots")
+    p.add_argument("--out", required=True, help="the folder for report.md, report.json and the plots")
     p.add_argument("--name", help="the report's title (default: the first table's name)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    p.add_argument("--updates", type=int, metavar="N",
+                   help="read the equal-updates table at each run's first evaluation at or after N updates "
+                   "(default: the smallest final update count of any run)")  # fmt: skip
     p.add_argument("--splice", action="append", default=[], metavar="FILE",
                    help="also replace the block <!-- NAME --> ... <!-- /NAME --> of FILE with report.md")  # fmt: skip
     p.add_argument("--splice-name", default="sweep-table", metavar="NAME", help="the block --splice replaces")

@@ -50,8 +50,9 @@ def overrides(values: dict | None, where: str) -> tuple[str, ...]:
         return ()
     if not isinstance(values, dict):
         raise ValueError(f"{where} must be a mapping of config keys to values, got {values!r}")
-    return tuple(f"{k}={v}" if isinstance(v, str) else f"{k}={json.dumps(v, separators=(',', ':'))}"
-                 for k, v in values.items())
+    return tuple(
+        f"{k}={v}" if isinstance(v, str) else f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in values.items()
+    )
 
 
 @dataclass(frozen=True)

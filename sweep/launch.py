@@ -90,7 +90,8 @@ def set_aside_stale(out: Path, cells: list[Cell], data: dict[str, dict]) -> list
         if log.exists():
             log.rename(dest.parent / f"{dest.name}.log")
         moved.append(dest)
-        print(f"{'/'.join(map(str, cell))}: trained on other data than {data[cell[0]]['name']} holds now; moved to {dest}")
+        name = data[cell[0]]["name"]
+        print(f"{'/'.join(map(str, cell))}: trained on other data than {name} holds now; moved to {dest}")
     return moved
 
 
@@ -176,6 +177,11 @@ def cells(exp: Experiment) -> list[Cell]:
     return [(d, a.name, s) for s in exp.seeds for d in exp.datasets for a in exp.agents]
 
 
+def missing(exp: Experiment) -> list[Cell]:
+    """The cells of the matrix (in :func:`cells` order) without a results.json: what a run of ``exp`` trains."""
+    return [c for c in cells(exp) if not (run_dir(exp.out, *c) / "results.json").exists()]
+
+
 def run_experiment(exp: Experiment, check_data: bool = True) -> list[Cell]:
     """Train every run of the matrix that has no results.json yet (setting stale runs aside first); the failed
     cells."""
@@ -183,8 +189,7 @@ def run_experiment(exp: Experiment, check_data: bool = True) -> list[Cell]:
         raise RuntimeError('engine: ray needs Ray: pip install -e ".[ray]" (or pip install ray), or use engine: pool')
     if check_data:
         set_aside_stale(exp.out, existing_cells(exp.out, exp.datasets), current_data(exp.datasets, exp.set))
-    matrix = cells(exp)
-    todo = [c for c in matrix if not (run_dir(exp.out, *c) / "results.json").exists()]
+    matrix, todo = cells(exp), missing(exp)
     engine = exp.engine if exp.engine != "auto" else ("ray" if ray_available() else "pool")
     print(f"{len(matrix)} runs, {len(matrix) - len(todo)} already finished, {len(todo)} to go ({engine})")
     return (run_ray if engine == "ray" else run_pool)(exp, todo) if todo else []

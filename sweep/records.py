@@ -114,7 +114,8 @@ def read_run(rd: Path, dataset: str, agent: str, seed: int) -> list[dict]:
     last_minutes = res.get(minute_key, res.get("wall_time_s", NAN) / 60 if clock == "wall" else NAN)
     base = {"dataset": dataset, "agent": agent, "seed": seed, "clock": clock,
             "acting_mode": res.get("acting_mode"), "backbone": res.get("backbone", cfg.get("backbone")),
-            "layout": res.get("layout", cfg.get("layout")), "data_score": data_score(_json(rd / "dataset.json"))}  # fmt: skip
+            "layout": res.get("layout", cfg.get("layout")),
+            "data_score": data_score(_json(rd / "dataset.json"))}  # fmt: skip
     rows = []
     for e in evals:
         if e["step"] == res["steps"]:
@@ -182,8 +183,8 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
 
 
 def from_summary_table(path: Path, name: str, commit: str) -> tuple[pd.DataFrame, dict]:
-    """The tidy table of an older sweep kept only as a per-run summary (the ``table.csv`` that scripts/sweep.py
-    wrote: one row per run with its last score at each target); ``commit``: the commit that holds the summary.
+    """The tidy table of an older sweep kept only as a per-run summary (the ``table.csv`` of the sweep script this
+    package replaced: one row per run with its last score at each target); ``commit``: the commit that holds it.
 
     Only the final evaluations are there: no evaluation during training, no episode counts, minutes on the wall
     clock (``wall_time_s``), and the return only at the primary target (the one ``last`` equals).
@@ -206,7 +207,8 @@ def from_summary_table(path: Path, name: str, commit: str) -> tuple[pd.DataFrame
     datasets = {d: {"data_score": float(g["data"].iloc[0])} for d, g in src.groupby("config") if "data" in g}
     meta = {"name": name, "commit": commit, "commit_note": f"the commit that holds {path}",
             "machines": sorted(src["machine"].dropna().unique().tolist()), "datasets": datasets,
-            "source": "a per-run summary: final evaluations only, minutes on the wall clock, no episode counts"}  # fmt: skip
+            "source": "a per-run summary: final evaluations only, minutes on the wall clock, no episode counts",
+            }  # fmt: skip
     return tidy(rows), meta
 
 

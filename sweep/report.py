@@ -1,28 +1,42 @@
-"""Markdown tables and plots of a tidy sweep table (sweep.records), from the statistics in sweep.stats.
+"""Markdown tables and plots of a tidy sweep table (sweep.records), from the numbers in sweep.summary.
 
-`write_report` writes into one folder: report.md (the tables below), scores.png (each seed's final score per
-dataset with the agents' means and the data's score), aggregates.png (IQM and mean with their intervals) and, when
-the runs recorded minutes at their evaluations, curves.png (score against minutes of update time).
+`write_report` writes into one folder: report.md (the tables below), report.json (every number of those tables,
+sweep.summary.to_json), scores.png (each seed's final score per dataset with the agents' means and the data's
+score), aggregates.png (IQM and mean with their intervals) and, when the runs recorded minutes at their evaluations,
+curves.png (seaborn: score against minutes of update time per dataset).
 
 report.md holds, in order:
-1. per dataset: the data's score, and per agent the mean ± sample std [95 % t interval] of the final score at the
-   primary target and how many seeds end at or above the data;
-2. the aggregates over datasets x seeds: IQM and mean with stratified-bootstrap intervals, the probability of
-   improvement over the baseline agent, seeds (and datasets) at or above the data, updates per minute;
-3. the same per-dataset table at a matched update count, where the runs have evaluations during training;
+1. per dataset: the data's score, and per agent the mean ± sample std [95 % Student-t interval] of the final score
+   at the primary target and how many seeds end at or above the data ("2/3"); then per dataset and agent the final
+   update count and updates per minute of update time (CPU-minutes on a CPU budget);
+2. the aggregates over the datasets every agent has: IQM and mean with 95 % percentile stratified-bootstrap
+   intervals, the probability of improvement over the baseline agent with its interval, seeds (and datasets) at or
+   above the data, updates per minute;
+3. equal updates, where the runs have evaluations during training: the per-dataset table of each run's first
+   evaluation at or after a common update count (``--updates N``; default the smallest final count of any run);
 4. every other evaluation of the final weights (RUN/evals/NAME: another acting mode, other targets) beside the final;
 5. the final score at each target; 6. minutes to the data's score and to the baseline's final score.
+
+Equal updates, two ways:
+
+    python -m sweep report results/equal-time.csv --baseline attention --updates 1000 --out /tmp/r
+    python -m sweep run experiments/equal-updates.yaml      # every agent trained to the same 3000 updates
+    python -m sweep report runs/equal-updates/equal-updates.csv --baseline attention --out /tmp/equal-updates
+
+The first reads a time-budgeted sweep's evaluations during training, which fall on each run's own schedule (the
+report states the updates each agent was read at); the second trains every agent to exactly the same number of
+updates, so its final scores are the equal-updates comparison.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from sweep import stats
-
-LEVEL = 0.95
+from sweep.summary import LEVEL, Summary, summarize, to_json
 
 
 def _cell(r: pd.Series | None) -> str:
@@ -34,30 +48,48 @@ def _cell(r: pd.Series | None) -> str:
     return f"{r['mean']:.1f} ± {r['std']:.1f} [{r['lo']:.1f}, {r['hi']:.1f}]{at}"
 
 
-def dataset_table(scores: pd.DataFrame) -> list[str]:
-    """Markdown lines: per dataset, the data's score and each agent's :func:`_cell`."""
-    table = stats.per_dataset(scores, LEVEL)
-    agents = stats.agent_order(scores["agent"])
+def _grid(table: pd.DataFrame, cell, data: bool = True) -> list[str]:
+    """Markdown lines of a dataset x agent grid from a :func:`sweep.stats.per_dataset` table, each cell
+    ``cell(row or None)``, with the data's score as the first column when ``data``."""
+    agents = stats.agent_order(table["agent"])
     cells = {(r["dataset"], r["agent"]): r for _, r in table.iterrows()}
-    lines = ["| dataset | data | " + " | ".join(agents) + " |", "|---|---|" + "---|" * len(agents)]
-    for d in stats.dataset_order(scores["dataset"]):
-        data = table.loc[table["dataset"] == d, "data"].iloc[0]
-        row = [_cell(cells.get((d, a))) for a in agents]
-        lines.append(f"| {d} | {'–' if pd.isna(data) else f'{data:.1f}'} | " + " | ".join(row) + " |")
+    lines = ["| dataset | " + ("data | " if data else "") + " | ".join(agents) + " |",
+             "|---|" + ("---|" if data else "") + "---|" * len(agents)]  # fmt: skip
+    for d in stats.dataset_order(table["dataset"]):
+        score = table.loc[table["dataset"] == d, "data"].iloc[0]
+        first = [("–" if pd.isna(score) else f"{score:.1f}")] if data else []
+        lines.append(f"| {d} | " + " | ".join(first + [cell(cells.get((d, a))) for a in agents]) + " |")
     return lines
+
+
+def dataset_table(table: pd.DataFrame) -> list[str]:
+    """Markdown lines: per dataset, the data's score and each agent's :func:`_cell`."""
+    return _grid(table, _cell)
+
+
+def _updates_cell(r: pd.Series | None) -> str:
+    return "–" if r is None else f"{r['updates']:.0f} ({r['per_minute']:.0f}/min, {r['clock']})"
+
+
+def updates_table(table: pd.DataFrame) -> list[str]:
+    """Markdown lines: per dataset and agent, the final update count and updates per minute of update time."""
+    return ["", "Updates behind the final scores: mean over seeds of the final update count (mean over seeds of "
+            "updates per minute of update time, on the runs' clock: cpu = CPU-minutes of the training process):",
+            "", *_grid(table, _updates_cell, data=False)]  # fmt: skip
 
 
 def _interval(v: float, lo: float, hi: float, digits: int = 1) -> str:
     return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def aggregate_table(scores: pd.DataFrame, baseline: str | None, reps: int = 2000) -> list[str]:
+def aggregate_table(s: Summary) -> list[str]:
     """Markdown lines: per agent the IQM and mean [stratified-bootstrap interval], P(agent > baseline) [interval],
     seeds and datasets at or above the data, and updates per minute."""
-    agg = stats.aggregates(scores, reps, LEVEL).set_index("agent")
-    poi = stats.improvement(scores, baseline, reps, LEVEL).set_index("agent") if baseline else None
-    at = stats.at_data_counts(stats.per_dataset(scores, LEVEL)).set_index("agent")
-    speed = stats.updates_per_minute(scores).set_index("agent")
+    baseline, reps = s.baseline, s.reps
+    agg = s.aggregates.set_index("agent")
+    poi = s.improvement.set_index("agent") if baseline else None
+    at = s.at_data.set_index("agent")
+    speed = s.speed.set_index("agent")
     head = "| agent | IQM [95 % CI] | mean [95 % CI] | "
     head += f"P(agent > {baseline}) [95 % CI] | " if baseline else ""
     lines = [head + "seeds at or above the data | datasets with ≥ half the seeds at or above | updates per minute |",
@@ -162,33 +194,34 @@ def time_table(tts: dict) -> list[str]:
     return lines
 
 
-def report_md(df: pd.DataFrame, meta: dict, baseline: str | None, reps: int = 2000) -> str:
-    """The whole report.md (see the module docstring)."""
-    scores = stats.scores_of(df)
-    if scores.empty:
-        raise ValueError("the table has no final evaluation (eval == 'final') to report")
-    if baseline and baseline not in set(scores["agent"]):
-        raise ValueError(f"no baseline agent {baseline!r} in the table; its agents: {stats.agent_order(scores.agent)}")
+def render(s: Summary, df: pd.DataFrame, meta: dict) -> str:
+    """The whole report.md (see the module docstring) from the numbers ``s`` of the table ``df``."""
     lines = [f"Final score per dataset{' (' + meta['name'] + ')' if meta.get('name') else ''}:", "",
-             *dataset_table(scores), "",
+             *dataset_table(s.per_dataset), "",
              "Each cell: D4RL-normalised score of the final evaluation at the primary target, mean ± sample std "
              "(ddof=1) over seeds [95 % Student-t interval] · seeds at or above the data's score. data: the "
-             "behaviour data's mean episode return, normalised.", "",
-             *aggregate_table(scores, baseline, reps)]  # fmt: skip
-    if (df["eval"] == "train").any():
-        n, matched = stats.at_updates(df)
-        got = matched.groupby("agent")["updates"].median()
-        lines += ["", f"Equal updates: each run's last evaluation at or before {n} updates (the smallest median final "
-                  "update count of any agent); median updates of the evaluations used: "
-                  + ", ".join(f"{a} {got[a]:.0f}" for a in stats.agent_order(got.index)) + ".", "",
-                  *dataset_table(matched)]  # fmt: skip
+             "behaviour data's mean episode return, normalised.", *updates_table(s.per_dataset), "",
+             *aggregate_table(s)]  # fmt: skip
+    if s.equal_updates is not None:
+        got = s.at_updates_runs.groupby("agent")["updates"]
+        used = ", ".join(f"{a} {got.median()[a]:.0f} ({got.min()[a]}–{got.max()[a]})"
+                         for a in stats.agent_order(got.groups))  # fmt: skip
+        lines += ["", f"Equal updates: each run's first evaluation at or after {s.equal_updates} updates, so no agent "
+                  "is read before it has had them (a run that never got there is left out); evaluations fall on each "
+                  "run's own schedule, so a faster agent may be read further past it. Updates of the evaluations "
+                  f"used, median (min–max): {used}. For exactly equal updates run experiments/equal-updates.yaml.",
+                  "", *dataset_table(s.at_updates)]  # fmt: skip
     lines += extra_evals_table(df) + target_table(df)
-    tts = stats.time_to_score(df, baseline) if baseline else None
-    if tts:
-        lines += time_table(tts)
+    if s.time_to_score:
+        lines += time_table(s.time_to_score)
     machines = "; ".join(meta.get("machines", [])) or "unrecorded"
     lines += ["", f"Machine: {machines}. Commit: {meta.get('commit', 'unrecorded')}."]
     return "\n".join(lines) + "\n"
+
+
+def report_md(df: pd.DataFrame, meta: dict, baseline: str | None, reps: int = 2000, updates: int | None = None) -> str:
+    """report.md of the tidy table ``df`` (arguments as :func:`sweep.summary.summarize`)."""
+    return render(summarize(df, baseline, reps, updates), df, meta)
 
 
 def _agent_palette(agents: list[str]) -> dict[str, tuple]:
@@ -226,14 +259,14 @@ def plot_scores(scores: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_aggregates(scores: pd.DataFrame, path: Path, reps: int = 2000) -> None:
-    """IQM and mean per agent with their stratified-bootstrap intervals, as rliable's interval plots draw them."""
+def plot_aggregates(agg: pd.DataFrame, path: Path) -> None:
+    """IQM and mean per agent (:func:`sweep.stats.aggregates`) with their stratified-bootstrap intervals, as
+    rliable's interval plots draw them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    agg = stats.aggregates(scores, reps, LEVEL)
     colors = _agent_palette(list(agg["agent"]))
     fig, axes = plt.subplots(1, 2, figsize=(7, 0.5 * len(agg) + 1.2), sharey=True)
     for ax, name in zip(axes, ("iqm", "mean")):
@@ -280,16 +313,19 @@ def plot_curves(df: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def write_report(df: pd.DataFrame, meta: dict, baseline: str | None, out: Path, reps: int = 2000) -> str:
-    """Write report.md, scores.png, aggregates.png and (with evaluations during training) curves.png into
-    ``out``; the Markdown."""
+def write_report(
+    df: pd.DataFrame, meta: dict, baseline: str | None, out: Path, reps: int = 2000, updates: int | None = None
+) -> str:
+    """Write report.md, report.json (:func:`sweep.summary.to_json`), scores.png, aggregates.png and (with
+    evaluations during training) curves.png into ``out``; the Markdown."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    md = report_md(df, meta, baseline, reps)
+    s = summarize(df, baseline, reps, updates)
+    md = render(s, df, meta)
     (out / "report.md").write_text(md)
-    scores = stats.scores_of(df)
-    plot_scores(scores, out / "scores.png")
-    plot_aggregates(scores, out / "aggregates.png", reps)
+    (out / "report.json").write_text(json.dumps(to_json(s, meta), indent=1) + "\n")
+    plot_scores(s.scores, out / "scores.png")
+    plot_aggregates(s.aggregates, out / "aggregates.png")
     plot_curves(df, out / "curves.png")
     return md
 

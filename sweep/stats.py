@@ -1,6 +1,6 @@
 """Statistics of a tidy sweep table (sweep.records): per-dataset means with sample std and t intervals, seeds at or
 above the data, aggregates over datasets x seeds with stratified-bootstrap intervals, the probability of improvement
-over a baseline, updates per minute, scores at matched updates and time to score.
+over a baseline, updates per minute, scores at a common update count and time to score.
 
 The aggregates follow Agarwal et al., "Deep RL at the Edge of the Statistical Precipice" (NeurIPS 2021): the
 interquartile mean and the mean over all runs, and the probability of improvement, from rliable.metrics. Their
@@ -73,14 +73,18 @@ def scores_of(df: pd.DataFrame, eval_name: str = "final") -> pd.DataFrame:
 
 
 def per_dataset(scores: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Per dataset and agent: seeds, mean, sample std, t interval, the data's score, seeds at or above it."""
+    """Per dataset and agent: seeds, mean, sample std, t interval, the data's score, seeds at or above it, and the
+    updates behind the scores: their mean over seeds and the mean over seeds of updates per minute of update time on
+    the runs' clock (CPU-minutes on a CPU budget)."""
     out = []
     for (d, a), g in scores.groupby(["dataset", "agent"]):
         lo, hi = t_interval(g["score"], level)
         data = g["data_score"].iloc[0]
         at = int((g["score"] >= data).sum()) if pd.notna(data) else None
         out.append({"dataset": d, "agent": a, "n": len(g), "mean": g["score"].mean(), "std": sample_std(g["score"]),
-                    "lo": lo, "hi": hi, "data": data, "at_data": at})  # fmt: skip
+                    "lo": lo, "hi": hi, "data": data, "at_data": at, "updates": g["updates"].mean(),
+                    "per_minute": (g["updates"] / g["train_minutes"]).mean(),
+                    "clock": "/".join(sorted(g["clock"].unique()))})  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -175,16 +179,16 @@ def updates_per_minute(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def at_updates(df: pd.DataFrame, updates: int | None = None) -> tuple[int, pd.DataFrame]:
-    """Scores at a matched update count: per run, its last evaluation (during training or final) at the primary
-    target with at most ``updates`` updates. Default ``updates``: the smallest median final update count of any
-    agent, so that every agent is compared where all of them got. (updates, one row per run as
-    :func:`scores_of`, ``updates`` the evaluation's own)."""
+    """Scores at a common update count: per run, its first evaluation (during training or final) at the primary
+    target with at least ``updates`` updates, so no agent is read before it has had them; a run that never got
+    there is left out. Default ``updates``: the smallest final update count of any run, which every run reaches.
+    (updates, one row per run as :func:`scores_of`, ``updates`` the evaluation's own: at or past ``updates`` by up
+    to one evaluation interval.)"""
     evals = df[df["eval"].isin(["train", "final"]) & df["primary"]]
     if updates is None:
-        finals = scores_of(df)
-        updates = int(finals.groupby("agent")["updates"].median().min())
-    upto = evals[evals["updates"] <= updates].sort_values("updates")
-    picked = upto.groupby(["dataset", "agent", "seed"], as_index=False).tail(1)
+        updates = int(scores_of(df)["updates"].min())
+    past = evals[evals["updates"] >= updates].sort_values("updates")
+    picked = past.groupby(["dataset", "agent", "seed"], as_index=False).head(1)
     cols = ["dataset", "agent", "seed", "score", "return", "updates", "train_minutes", "clock", "data_score"]
     return updates, picked[cols].reset_index(drop=True)
 

@@ -52,8 +52,10 @@ def test_collect_writes_a_csv_and_sidecar_that_read_back(tmp_path):
     main(["collect", str(runs), "--name", "tiny", "--out", str(out)])
     df, meta = records.read_table(out)
     assert meta["name"] == "tiny" and records.meta_path(out).name == "tiny.meta.json"
-    assert sorted(df.groupby(["dataset", "agent", "seed"]).groups) == [("hopper-medium", "mingru", 0),
-                                                                        ("walker2d-medium", "minlstm", 1)]
+    assert sorted(df.groupby(["dataset", "agent", "seed"]).groups) == [
+        ("hopper-medium", "mingru", 0),
+        ("walker2d-medium", "minlstm", 1),
+    ]
     again, _ = records.collect(runs, "tiny")
     pd.testing.assert_frame_equal(df, again, check_exact=False, rtol=1e-5)
     only, _ = records.read_table(f"{out}:minlstm")
@@ -65,7 +67,8 @@ def test_collect_writes_a_csv_and_sidecar_that_read_back(tmp_path):
 
 
 def test_an_older_per_run_summary_converts(tmp_path):
-    """scripts/sweep.py's table.csv: one row per run, its last score at each target; ``last`` names the primary."""
+    """The replaced sweep script's table.csv: one row per run, its last score at each target; ``last`` names the
+    primary."""
     summary = tmp_path / "table.csv"
     summary.write_text(
         "config,backbone,seed,last,best,last3,return_last,steps,wall_time_s,acting_mode,layout,machine,data,"
@@ -129,3 +132,17 @@ def test_archive_keeps_the_records_collect_needs_and_they_count_as_finished(tmp_
     assert "hopper-medium/mingru/seed0/evals.jsonl" in str(err.value)
     assert (kept / "hopper-medium" / "mingru" / "seed0" / "evals.jsonl").read_text() == "{}\n"
     assert not (kept / "walker2d-medium" / "minlstm" / "seed1" / "config.yaml").exists()  # nothing copied
+
+
+def test_minutes_are_on_the_budget_clock_unless_some_evaluation_lacks_it(tmp_path):
+    """A run on a CPU budget reads CPU minutes; one resumed from a run made before CPU minutes were recorded (an
+    evaluation without ``cpu_min``) reads wall-clock minutes throughout, not a mix of the two."""
+    fake_run(tmp_path, "hopper-medium", "mingru", 0, [10.0, 20.0], minutes=[1, 2])
+    rd = fake_run(tmp_path, "hopper-medium", "mingru", 1, [10.0, 20.0], minutes=[1, 2])
+    evals = [json.loads(line) for line in (rd / "evals.jsonl").read_text().splitlines()]
+    del evals[0]["cpu_min"]
+    (rd / "evals.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    df, _ = records.collect(tmp_path, "x")
+    by_seed = df.groupby("seed")
+    assert by_seed["clock"].unique().to_dict() == {0: ["cpu"], 1: ["wall"]}
+    assert by_seed["train_minutes"].apply(list).to_dict() == {0: [1.0, 2.0], 1: [2.0, 4.0]}

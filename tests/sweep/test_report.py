@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from fakes import HOPPER_DATA, WALKER_DATA, fake_run
@@ -36,8 +38,20 @@ def test_report_tables(tmp_path):
     assert "P(agent > attention) [95 % CI]" in agg
     assert "| mingru | " in agg and "| 2 of 4 | 1 of 2 | 1000 (1000–1000), cpu clock |" in agg
     assert "| attention | " in agg and "| – | 0 of 3 | 0 of 2 | 500 (500–1000), cpu clock |" in agg
-    # Equal updates at 3000 (both agents' median final count): mingru's final 40.0 mean, attention's too.
-    assert "Equal updates: each run's last evaluation at or before 3000 updates" in md
+    # Per dataset and agent, the final updates and updates per CPU-minute: 3000 in 3 (mingru) and 6 (attention).
+    assert "| hopper-medium | 3000 (500/min, cpu) | 3000 (1000/min, cpu) |" in md
+    assert "| walker2d-medium | 1000 (1000/min, cpu) | 1000 (1000/min, cpu) |" in md
+    # Equal updates at 1000, the walker2d runs' final count: on hopper the first evaluation (at 1000) of each run.
+    equal = md.split("Equal updates: each run's first evaluation at or after 1000 updates")[1]
+    assert "median (min–max): attention 1000 (1000–1000), mingru 1000 (1000–1000)." in equal
+    lo, hi = sps.t.interval(0.95, 2, loc=20.0, scale=sps.sem([10.0, 20.0, 30.0]))
+    assert (
+        f"| hopper-medium | {HOPPER_DATA:.1f} | 5.5 ± 0.7 [" in equal
+        and f"20.0 ± 10.0 [{lo:.1f}, {hi:.1f}] · 0/3 |" in equal
+    )
+    later = report.report_md(df, meta, None, reps=10, updates=2000).split("at or after 2000 updates")[1]
+    assert "| hopper-medium | 50.3 | 7.0 ± 1.4 [" in later and "| 50.0 ± 20.0 [" in later  # 6, 8 and 30, 50, 70
+    assert "| walker2d-medium |" not in later.split("Final score at each target")[0]  # never got to 2000
     assert "| hopper-medium | 3600 | 8.0 ± 1.4 (n=2) | 40.0 ± 20.0 (n=3) |" in md
     assert "| hopper-medium | 1800 | – | 5.0 ± 0.0 (n=3) |" in md
     assert md.index("| 3600 |") < md.index("| 1800 |")  # the higher (primary) target first
@@ -62,9 +76,22 @@ def test_report_command_writes_markdown_and_plots_and_splices(tmp_path, capsys):
     main(["report", str(csv), "--baseline", "attention", "--out", str(out), "--reps", "100", "--splice", str(page),
           "--splice-name", "tiny"])  # fmt: skip
     md = (out / "report.md").read_text()
-    assert page.read_text() == f"# R\n<!-- tiny -->\n{md.strip()}\n<!-- /tiny -->\n<!-- other -->\nkeep\n<!-- /other -->\n"
+    kept = "<!-- other -->\nkeep\n<!-- /other -->\n"
+    assert page.read_text() == f"# R\n<!-- tiny -->\n{md.strip()}\n<!-- /tiny -->\n{kept}"
     for name in ("scores.png", "aggregates.png", "curves.png"):
         assert (out / name).stat().st_size > 1000
+    strict = {"parse_constant": lambda c: pytest.fail(f"{c} in report.json: not JSON")}
+    numbers = json.loads((out / "report.json").read_text(), **strict)
+    cells = {(r["dataset"], r["agent"]): r for r in numbers["per_dataset"]}
+    assert cells[("hopper-medium", "mingru")] | {"lo": 0, "hi": 0} == {
+        "dataset": "hopper-medium", "agent": "mingru", "n": 3, "mean": 40.0, "std": 20.0, "lo": 0, "hi": 0,
+        "data": pytest.approx(HOPPER_DATA, abs=1e-4), "at_data": 1, "updates": 3000, "per_minute": 1000.0,
+        "clock": "cpu"}  # fmt: skip
+    assert cells[("walker2d-medium", "mingru")]["std"] is None  # one seed: no sample std
+    assert numbers["baseline"] == "attention" and "Student-t" in numbers["intervals"]["per_dataset"]
+    (poi,) = numbers["improvement"]
+    assert poi["agent"] == "mingru" and poi["lo"] <= poi["poi"] <= poi["hi"]
+    assert numbers["equal_updates"]["updates"] == 1000 and len(numbers["equal_updates"]["runs"]) == 7
     page.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="no <!-- tiny -->"):
         main(["report", str(csv), "--out", str(out), "--reps", "10", "--splice", str(page), "--splice-name", "tiny"])

@@ -3,10 +3,13 @@ probability of improvement, a hand-counted time to score."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 from fakes import HOPPER_DATA, fake_run
+from rliable import metrics
 from scipy import stats as sps
 
 from sweep import records, stats
@@ -59,6 +62,62 @@ def test_aggregates_and_probability_of_improvement_by_hand():
         stats.improvement(scores, "c")
 
 
+def _exact_distribution(statistic, matrices):
+    """The stratified bootstrap's distribution of ``statistic`` computed exactly: its value on every resample of
+    every task's runs of every matrix (each equally likely), enumerated."""
+    choices = [list(itertools.product(range(m.shape[0]), repeat=m.shape[0])) for m in matrices for _ in m.T]
+    values = []
+    for pick in itertools.product(*choices):
+        it = iter(pick)
+        resampled = [np.stack([m[list(next(it)), t] for t in range(m.shape[1])], axis=1) for m in matrices]
+        values.append(statistic(*resampled))
+    return np.array(values)
+
+
+def _is_quantile(values, q, p, tol=0.015):
+    """Whether ``q`` is a ``p``-quantile of the equally likely ``values`` (up to ``tol`` of probability): at most
+    p of them lie below it and at least p at or below it; the distribution is discrete, so a range of q qualify."""
+    return np.mean(values < q) - tol <= p <= np.mean(values <= q) + tol
+
+
+def _iqm(m):
+    """Mean of the middle half of all runs (a quarter cut at each end), by sorting: rliable's IQM, written out."""
+    x = np.sort(m.ravel())
+    cut = len(x) // 4
+    return x[cut : len(x) - cut].mean()
+
+
+def _poi(x, y):
+    """P(X > Y) + P(X = Y) / 2 per task by counting every pair, averaged over tasks."""
+    per_task = [np.mean([(a > b) + 0.5 * (a == b) for a in x[:, t] for b in y[:, t]]) for t in range(x.shape[1])]
+    return np.mean(per_task)
+
+
+def test_stratified_bootstrap_matches_the_exact_enumeration():
+    """On cases small enough to enumerate every resample (729 each), the Monte-Carlo percentile interval agrees with
+    the exact one: IQM and mean over one agent's 3 seeds x 2 datasets, and the probability of improvement of 3 seeds
+    over 3 (resampled independently)."""
+    m = np.array([[1.0, 12.0], [4.0, 30.0], [9.0, 20.0]])
+    x, y = np.array([[3.0], [5.0], [8.0]]), np.array([[2.0], [5.0], [9.0]])
+    cases = [(metrics.aggregate_iqm, _iqm, [m], 4000), (metrics.aggregate_mean, np.mean, [m], 4000),
+             (metrics.probability_of_improvement, _poi, [x, y], 2000)]  # fmt: skip
+    for fn, ref, matrices, reps in cases:
+        assert fn(*matrices) == pytest.approx(ref(*matrices))
+        exact = _exact_distribution(ref, matrices)
+        lo, hi = stats.stratified_bootstrap(fn, matrices, reps=reps)
+        assert _is_quantile(exact, lo, 0.025) and _is_quantile(exact, hi, 0.975), (fn.__name__, lo, hi)
+        assert not _is_quantile(exact, lo, 0.1) and not _is_quantile(exact, hi, 0.9)  # the check can fail
+
+
+def test_probability_of_improvement_is_the_mann_whitney_u_over_pairs():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(1.0, 1.0, (5, 3)).round(1), rng.normal(0.0, 1.0, (5, 3)).round(1)
+    table = {(f"d{t}", "a"): list(a[:, t]) for t in range(3)} | {(f"d{t}", "b"): list(b[:, t]) for t in range(3)}
+    poi = stats.improvement(_scores(table, dict.fromkeys(["d0", "d1", "d2"], 0.0)), "b", reps=50)
+    u = [sps.mannwhitneyu(a[:, t], b[:, t]).statistic / 25 for t in range(3)]
+    assert poi.set_index("agent").loc["a", "poi"] == pytest.approx(np.mean(u))
+
+
 def test_stratified_bootstrap_resamples_within_each_task():
     m = np.array([[0.0, 10.0], [0.0, 20.0]])  # task 0 never varies; task 1's mean lies in [10, 20]
     lo, hi = stats.stratified_bootstrap(lambda x: x.mean(), [m], reps=500)
@@ -74,7 +133,10 @@ def test_updates_per_minute_and_equal_updates(tmp_path):
     n, matched = stats.at_updates(df)
     assert n == 2000  # dt's final update count, the smaller
     assert matched.set_index("agent").loc["mingru", "score"] == 20.0  # mingru's evaluation at 2000 updates
-    assert stats.at_updates(df, 2500)[1].set_index("agent").loc["mingru", "updates"] == 2000
+    later = stats.at_updates(df, 2500)[1].set_index("agent")  # the first evaluation at or after: 3000
+    assert later.loc["mingru", ["updates", "score"]].tolist() == [3000, 30.0] and "dt" not in later.index
+    table = stats.per_dataset(stats.scores_of(df)).set_index("agent")
+    assert table.loc["mingru", ["updates", "per_minute", "clock"]].tolist() == [4000, 1000.0, "cpu"]
 
 
 def test_time_to_score_by_hand(tmp_path):
