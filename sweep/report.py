@@ -13,7 +13,7 @@ report.md holds, in order:
    intervals, the probability of improvement over the baseline agent with its interval, seeds (and datasets) at or
    above the data, updates per minute;
 3. equal updates, where the runs have evaluations during training: the per-dataset table of each run's first
-   evaluation at or after a common update count (``--updates N``; default the smallest final count of any run);
+   evaluation at or before a common update count (``--updates N``; default the smallest final count of any run);
 4. every other evaluation of the final weights (RUN/evals/NAME: another acting mode, other targets) beside the final;
 5. the final score at each target; 6. minutes to the data's score and to the baseline's final score.
 
@@ -206,9 +206,10 @@ def render(s: Summary, df: pd.DataFrame, meta: dict) -> str:
         got = s.at_updates_runs.groupby("agent")["updates"]
         used = ", ".join(f"{a} {got.median()[a]:.0f} ({got.min()[a]}–{got.max()[a]})"
                          for a in stats.agent_order(got.groups))  # fmt: skip
-        lines += ["", f"Equal updates: each run's first evaluation at or after {s.equal_updates} updates, so no agent "
-                  "is read before it has had them (a run that never got there is left out); evaluations fall on each "
-                  "run's own schedule, so a faster agent may be read further past it. Updates of the evaluations "
+        lines += ["", f"Equal updates: each run's last evaluation at or before {s.equal_updates} updates, so no agent "
+                  "is read after more updates than that (a run with no evaluation that early is left out). A faster "
+                  "agent is read mid-schedule, at a higher learning rate and on 10 episodes rather than the final 50, "
+                  "so this view leans against it. Updates of the evaluations "
                   f"used, median (min–max): {used}. For exactly equal updates run experiments/equal-updates.yaml.",
                   "", *dataset_table(s.at_updates)]  # fmt: skip
     lines += extra_evals_table(df) + target_table(df)

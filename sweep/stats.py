@@ -179,16 +179,17 @@ def updates_per_minute(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def at_updates(df: pd.DataFrame, updates: int | None = None) -> tuple[int, pd.DataFrame]:
-    """Scores at a common update count: per run, its first evaluation (during training or final) at the primary
-    target with at least ``updates`` updates, so no agent is read before it has had them; a run that never got
-    there is left out. Default ``updates``: the smallest final update count of any run, which every run reaches.
-    (updates, one row per run as :func:`scores_of`, ``updates`` the evaluation's own: at or past ``updates`` by up
-    to one evaluation interval.)"""
+    """Scores at a common update count: per run, its last evaluation (during training or final) at the primary
+    target with at most ``updates`` updates, so no agent is read after more updates than another; a run with no
+    evaluation that early is left out. Default ``updates``: the smallest final update count of any run, which every
+    run reaches. A faster agent is thus read mid-schedule (at a higher learning rate, on fewer episodes) where a
+    slower one is read at its end: for exactly equal updates, run experiments/equal-updates.yaml. (updates, one row
+    per run as :func:`scores_of`, ``updates`` the evaluation's own: at or below ``updates``.)"""
     evals = df[df["eval"].isin(["train", "final"]) & df["primary"]]
     if updates is None:
         updates = int(scores_of(df)["updates"].min())
-    past = evals[evals["updates"] >= updates].sort_values("updates")
-    picked = past.groupby(["dataset", "agent", "seed"], as_index=False).head(1)
+    upto = evals[evals["updates"] <= updates].sort_values("updates")
+    picked = upto.groupby(["dataset", "agent", "seed"], as_index=False).tail(1)
     cols = ["dataset", "agent", "seed", "score", "return", "updates", "train_minutes", "clock", "data_score"]
     return updates, picked[cols].reset_index(drop=True)
 

@@ -133,8 +133,10 @@ def test_updates_per_minute_and_equal_updates(tmp_path):
     n, matched = stats.at_updates(df)
     assert n == 2000  # dt's final update count, the smaller
     assert matched.set_index("agent").loc["mingru", "score"] == 20.0  # mingru's evaluation at 2000 updates
-    later = stats.at_updates(df, 2500)[1].set_index("agent")  # the first evaluation at or after: 3000
-    assert later.loc["mingru", ["updates", "score"]].tolist() == [3000, 30.0] and "dt" not in later.index
+    between = stats.at_updates(df, 2500)[1].set_index("agent")  # the last evaluation at or before: 2000 each
+    assert between.loc["mingru", ["updates", "score"]].tolist() == [2000, 20.0]
+    assert between.loc["dt", ["updates", "score"]].tolist() == [2000, 6.0]
+    assert "mingru" not in stats.at_updates(df, 999)[1]["agent"].tolist()  # no evaluation that early
     table = stats.per_dataset(stats.scores_of(df)).set_index("agent")
     assert table.loc["mingru", ["updates", "per_minute", "clock"]].tolist() == [4000, 1000.0, "cpu"]
 
