@@ -128,7 +128,7 @@ def test_to_dict_round_trip() -> None:
 
 
 def test_cuda_graphs_key() -> None:
-    from agents.graphs import MODES, use_graphs
+    from agents.graphs import MODES, graph_mode, use_graphs
 
     assert TrainConfig().cuda_graphs == "auto"
     assert load_config(None, ["cuda_graphs=off"]).cuda_graphs == "off"
@@ -139,11 +139,11 @@ def test_cuda_graphs_key() -> None:
     assert agents.config.CUDA_GRAPH_MODES == MODES  # the config validates the values agents/graphs.py accepts
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     auto = load_config(None, [])
-    assert auto.resolved_cuda_graphs() == "auto" and not use_graphs(auto.resolved_cuda_graphs(), cpu)
-    assert use_graphs(auto.resolved_cuda_graphs(), cuda, "mingru", ("mingru",))
-    assert load_config(None, ["compile=true"]).resolved_cuda_graphs() == "off"
-    assert auto.resolved_cuda_graphs(distributed=True) == "off" and auto.cuda_graphs == "auto"
+    assert graph_mode(auto) == "auto" and not use_graphs(graph_mode(auto), cpu)
+    assert use_graphs(graph_mode(auto), cuda, "mingru", ("mingru",))
+    assert graph_mode(load_config(None, ["compile=true"])) == "off"
+    assert graph_mode(auto, distributed=True) == "off" and auto.cuda_graphs == "auto"
     with pytest.raises(ValueError, match=r"cuda_graphs='on' is not supported in a multi-process \(torchrun/DDP\) run"):
-        load_config(None, ["cuda_graphs=on"]).resolved_cuda_graphs(distributed=True)
+        graph_mode(load_config(None, ["cuda_graphs=on"]), distributed=True)
     with pytest.raises(ValueError, match=r"cuda_graphs='on' needs a model on CUDA, got device cpu"):
-        use_graphs(load_config(None, ["cuda_graphs=on"]).resolved_cuda_graphs(), cpu)
+        use_graphs(graph_mode(load_config(None, ["cuda_graphs=on"])), cpu)
