@@ -38,8 +38,16 @@ from agents.evaluation import Evaluation, evaluate_model, resolve_targets, score
 from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, graph_mode, use_graphs
 from agents.policy import acting_policy
 from agents.preempt import Preempted, Preemption
-from agents.resume import CheckpointWriter, TrainState, check_in_sync, check_resume, config_changes, rank_state
-from agents.resume import record_changes, start_state
+from agents.resume import (
+    CheckpointWriter,
+    TrainState,
+    check_in_sync,
+    check_resume,
+    config_changes,
+    rank_state,
+    record_changes,
+    start_state,
+)
 from agents.rundir import LossMeter, RunLog, claim_run_dir, dataset_files, results_dict
 from agents.runlock import release_held
 
@@ -367,7 +375,7 @@ def train(
     """
     dist = dist or DistInfo()
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
-    cfg, model = s.cfg, s.model
+    cfg, model, device = s.cfg, s.model, s.device
     optimizer, scheduler, updater, state, rng = start_updates(s, dist)
     log, saver = open_run_log(s, state, resume, optimizer, scheduler) if dist.is_main else (None, None)
     tokens = window_steps(cfg) * model.tokens_per_step * cfg.batch_size * dist.world_size  # per update, all ranks
