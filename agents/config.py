@@ -270,15 +270,15 @@ def _yaml(value: Any) -> Any:
 
 
 def _number(value: Any) -> Any:
+    if isinstance(value, bool):  # an int to Python, not a number to whoever wrote it: refused as the text it was
+        return str(value).lower()
     with contextlib.suppress(TypeError, ValueError):  # an int, or text that reads as one (YAML 1.1 leaves 3e-4 text)
-        return value if isinstance(value, bool) else float(value)
+        return float(value)
     return value
 
 
 def _count(value: Any) -> Any:
-    value = _yaml(value)
-    if isinstance(value, bool):  # an int to Python, not a count to whoever wrote it: refused as the text it was
-        return str(value).lower()
+    value = _number(_yaml(value))  # a whole number, as text or as a float, is a count
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
