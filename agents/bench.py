@@ -131,7 +131,7 @@ def bench_train_step(
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
     sec, cpu_sec = statistics.median(times), statistics.median(cpu_times)
-    tokens = B * K * cfg.tokens_per_step
+    tokens = B * K * model.tokens_per_step
     row = {
         "backbone": backbone, "layout": layout, "K": K, "batch": B, "ms_per_step": 1e3 * sec,
         "tokens_per_s": tokens / sec, "params": sum(p.numel() for p in model.parameters()), "device": str(device),

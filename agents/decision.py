@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from agents.config import LAYOUTS, RTG_EMBEDS, tokens_per_step
+from agents.config import LAYOUTS, RTG_EMBEDS
 from minrnn import build_backbone
 
 __all__ = ["DecisionModel", "masked_mse"]
@@ -91,7 +91,7 @@ class DecisionModel(nn.Module):
         self.obs_dim, self.act_dim, self.dim = obs_dim, act_dim, dim
         self.backbone_name, self.layout, self.max_ep_len = backbone, layout, max_ep_len
         self.interleaved = layout == "interleaved"
-        self.tokens_per_step = tokens_per_step(layout)
+        self.tokens_per_step = 3 if self.interleaved else 1  # (R_t, s_t, a_t) as DT, or one stacked token
         self.rtg_scale = float(rtg_scale)
         mean = torch.zeros(obs_dim) if state_mean is None else torch.as_tensor(state_mean, dtype=torch.float32)
         std = torch.ones(obs_dim) if state_std is None else torch.as_tensor(state_std, dtype=torch.float32)

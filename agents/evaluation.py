@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from agents.config import TrainConfig
+from agents.config import DATA_MAX, TrainConfig
 from agents.decision import DecisionModel
 from agents.policy import acting_policy
+from envs.scores import DT_TARGETS, d4rl_env_key
 from envs.store import StoreInfo
 
-__all__ = ["Evaluation", "evaluate_model", "score_of"]
+__all__ = ["Evaluation", "evaluate_model", "resolve_targets", "score_of"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,25 @@ def evaluate_model(
             actions = np.concatenate(policy.actions_taken)
     model.train(was_training)
     return Evaluation(per_target, actions)
+
+
+def resolve_targets(spec: Sequence[float | str], env_id: str, data_max: float | None) -> tuple[float, ...]:
+    """The evaluation targets as numbers: ``spec``'s numbers as given and ``"data_max"`` replaced by ``data_max``,
+    the best episode return of the training data; an empty ``spec`` means DT's targets for ``env_id``.
+
+    >>> resolve_targets([3600, "data_max"], "Hopper-v5", 3483.8)
+    (3600.0, 3483.8)
+    >>> resolve_targets([], "Walker2d-v5", None)
+    (5000.0, 2500.0)
+    """
+    if not spec:
+        if d4rl_env_key(env_id) not in DT_TARGETS:
+            raise ValueError(
+                f"no default target returns for env {env_id!r}: set them, e.g. --set target_returns=[3600,1800] or "
+                f"--set target_returns=[{DATA_MAX}] (the best episode return in the data)"
+            )
+        return DT_TARGETS[d4rl_env_key(env_id)]
+    if DATA_MAX in spec and data_max is None:
+        raise ValueError(f"target {DATA_MAX!r} needs the training data's best episode return, which is not recorded "
+                         "here (a checkpoint from before it was); give the target as a number")  # fmt: skip
+    return tuple(float(data_max) if t == DATA_MAX else float(t) for t in spec)  # type: ignore[arg-type]

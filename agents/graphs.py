@@ -48,9 +48,13 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from agents.config import CUDA_GRAPH_MODES as MODES
+from agents.config import TrainConfig
 from agents.decision import DecisionModel
 
-__all__ = ["ACT_BACKBONES", "MODES", "UPDATE_BACKBONES", "GraphedActor", "GraphedUpdate", "StepOutput", "use_graphs"]
+__all__ = [
+    "ACT_BACKBONES", "MODES", "UPDATE_BACKBONES", "GraphedActor", "GraphedUpdate", "StepOutput", "graph_mode",
+    "use_graphs",
+]  # fmt: skip
 
 WARMUP_ITERS = 3  # eager iterations on a side stream before capture (lazy state, cuBLAS workspaces, autotuning)
 
@@ -77,6 +81,20 @@ def use_graphs(mode: str, device: torch.device, backbone: str | None = None, all
                              "use 'auto' (eager for it) or 'off'")  # fmt: skip
         return False
     return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
+def graph_mode(cfg: TrainConfig, distributed: bool = False) -> str:
+    """``cfg.cuda_graphs`` for a run, before the device and backbone are known (:func:`use_graphs` decides those):
+    "auto" becomes "off" with ``compile`` (it removes the same launch overhead) and in a ``distributed`` run (DDP's
+    bucketed all-reduce inside a captured graph is untested here); "on" in a distributed run is a ValueError. Every
+    train_mode samples fixed-shape batches ((B, segment_len) for segments), so none of them turns it off."""
+    if cfg.cuda_graphs == "on" and distributed:
+        raise ValueError(
+            "cuda_graphs='on' is not supported in a multi-process (torchrun/DDP) run; use 'auto' (off there) or 'off'"
+        )
+    if cfg.cuda_graphs == "auto" and (cfg.compile or distributed):
+        return "off"
+    return cfg.cuda_graphs
 
 
 class StepOutput(NamedTuple):

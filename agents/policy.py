@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from agents.decision import DecisionModel
-from agents.graphs import ACT_BACKBONES, MODES, GraphedActor
+from agents.graphs import ACT_BACKBONES, MODES, GraphedActor, graph_mode
 
 if TYPE_CHECKING:
     from agents.config import TrainConfig
@@ -173,6 +173,6 @@ def acting_policy(
     ``mode`` (default the run's acting mode), the run's K, and recurrent acting through a CUDA graph where the
     run's ``cuda_graphs`` allows it and the model is on CUDA."""
     on_cuda = next(model.parameters()).device.type == "cuda"
-    graphs = cfg.resolved_cuda_graphs() if on_cuda else "off"
+    graphs = graph_mode(cfg) if on_cuda else "off"
     mode = mode or cfg.resolved_acting_mode()
     return DecisionPolicy(model, target, mode, cfg.context_len, record_actions=record_actions, cuda_graphs=graphs)

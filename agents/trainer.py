@@ -31,15 +31,23 @@ from torch import Tensor
 
 from agents import tensorboard_views as tbv
 from agents.checkpoint import load_checkpoint
-from agents.config import TrainConfig, config_from_dict, resolve_targets
+from agents.config import TrainConfig, config_from_dict
 from agents.decision import DecisionModel, masked_mse
 from agents.distributed import DistInfo, resolve_device
-from agents.evaluation import Evaluation, evaluate_model, score_of
-from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, use_graphs
+from agents.evaluation import Evaluation, evaluate_model, resolve_targets, score_of
+from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, graph_mode, use_graphs
 from agents.policy import acting_policy
 from agents.preempt import Preempted, Preemption
-from agents.resume import CheckpointWriter, TrainState, check_in_sync, check_resume, config_changes, rank_state
-from agents.resume import record_changes, start_state
+from agents.resume import (
+    CheckpointWriter,
+    TrainState,
+    check_in_sync,
+    check_resume,
+    config_changes,
+    rank_state,
+    record_changes,
+    start_state,
+)
 from agents.rundir import LossMeter, RunLog, claim_run_dir, dataset_files, results_dict
 from agents.runlock import release_held
 
@@ -48,6 +56,7 @@ __all__ = [
     "build_model",
     "compute_loss",
     "load_model",
+    "lr_factor",
     "make_optimizer",
     "make_updater",
     "sample_batch",
@@ -106,6 +115,15 @@ def check_same_model(cfg: TrainConfig, saved: dict[str, Any], where: str) -> Non
 
 
 # --- data ------------------------------------------------------------------------------------------------------
+def window_steps(cfg: TrainConfig) -> int:
+    """Steps per sampled training sequence, a burn-in prefix included."""
+    if cfg.train_mode == "segments":
+        return cfg.segment_len
+    if cfg.train_mode == "burn_in":
+        return cfg.burn_in + cfg.context_len
+    return cfg.context_len  # mixed: the windows' (its segments add up to segment_batch x segment_len steps)
+
+
 def sample_batch(
     store: Any, cfg: TrainConfig, rng: np.random.Generator, fixed_shape: bool = True
 ) -> dict[str, np.ndarray]:
@@ -203,17 +221,54 @@ def fit_optimizer_to_graphs(optimizer: torch.optim.Optimizer, scheduler: Any, gr
         scheduler.base_lrs = [float(b) for b in scheduler.base_lrs]
 
 
+def lr_factor(cfg: TrainConfig, step: int, budget_used: float = 0.0) -> float:
+    """Learning rate at update ``step`` (0-based) as a fraction of ``cfg.lr``: DT's linear warm-up
+    min((step + 1) / warmup_steps, 1) (kzl/decision-transformer gym/experiment.py), then constant, or a cosine
+    decay to ``min_lr_ratio`` (Loshchilov & Hutter 2017, without restarts) that ends at ``steps`` or, with a
+    ``time_budget_min``, when ``budget_used`` (the fraction of the budget spent, 0..1) reaches 1, whichever
+    is further along. A time-budgeted run thus ends on its smallest rate, whatever its speed.
+
+    >>> cfg = TrainConfig(steps=110, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.0)
+    >>> [round(lr_factor(cfg, s), 3) for s in (0, 9, 59, 109, 200)]
+    [0.1, 1.0, 0.5, 0.0, 0.0]
+    >>> round(lr_factor(cfg, 20, budget_used=0.5), 3), round(lr_factor(cfg, 20, budget_used=1.0), 3)
+    (0.5, 0.0)
+
+    ``wsd`` (warm-up, stable, decay; Hu et al. 2024, MiniCPM; Hägele et al. 2024) holds the peak rate and decays
+    linearly to ``min_lr_ratio`` over the last ``decay_fraction`` of the run, so a short budget spends most of
+    its updates at the full rate and still ends on the smallest one:
+
+    >>> cfg = TrainConfig(steps=100, warmup_steps=10, lr_schedule="wsd", decay_fraction=0.2, min_lr_ratio=0.0)
+    >>> [round(lr_factor(cfg, s), 3) for s in (0, 9, 79, 89, 99)]
+    [0.1, 1.0, 1.0, 0.5, 0.0]
+    >>> round(lr_factor(cfg, 20, budget_used=0.9), 3)
+    0.5
+    """
+    warmup = max(cfg.warmup_steps, 1)
+    if step + 1 < warmup or cfg.lr_schedule == "constant":
+        return min((step + 1) / warmup, 1.0)
+    if cfg.lr_schedule == "wsd":
+        progress = min(max((step + 1) / max(cfg.steps, 1), budget_used), 1.0)
+        into_decay = (progress - (1.0 - cfg.decay_fraction)) / max(cfg.decay_fraction, 1e-12)
+        return 1.0 - (1.0 - cfg.min_lr_ratio) * min(max(into_decay, 0.0), 1.0)
+    progress = min(max((step + 1 - warmup) / max(cfg.steps - warmup, 1), budget_used), 1.0)
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def make_optimizer(
     params: Iterable[Tensor], cfg: TrainConfig, graphs: bool = False, budget_used: Callable[[], float] | None = None
 ) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW and its learning-rate schedule, ``cfg.lr_factor`` (DT's linear warm-up, then constant, cosine or
+    """AdamW and its learning-rate schedule, ``lr_factor`` (DT's linear warm-up, then constant, cosine or
     wsd): the one place they are built, for the trainer, agents/bench.py and the ensemble alike. With ``graphs``
     (parameters on CUDA), the capturable form a CUDA-graphed update needs: the learning rate a device tensor that
     ``LambdaLR`` fills in place, the step counts on the device. ``budget_used`` returns the fraction of
     ``time_budget_min`` spent so far: a decaying schedule then ends with the budget (the training loop passes it;
     without it the schedule follows steps only)."""
     params = list(params)
-    schedule = cfg.lr_factor if budget_used is None else (lambda step: cfg.lr_factor(step, budget_used()))
+
+    def schedule(step: int) -> float:
+        return lr_factor(cfg, step, budget_used() if budget_used else 0.0)
+
     lr: float | Tensor = torch.tensor(cfg.lr, device=params[0].device) if graphs else cfg.lr
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, foreach=True, capturable=graphs)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -271,7 +326,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
             raise ValueError("no dataset: pass --dataset minari:<id> or d4rl:<file.hdf5> (see `run_rl.py datasets`)")
         torch.set_num_threads(cfg.threads or dist.default_threads())
         device = resolve_device(cfg.device, dist)
-        graphs = use_graphs(cfg.resolved_cuda_graphs(dist.is_distributed), device, cfg.backbone, UPDATE_BACKBONES)
+        graphs = use_graphs(graph_mode(cfg, dist.is_distributed), device, cfg.backbone, UPDATE_BACKBONES)
         torch.manual_seed(cfg.seed)
         store = store if store is not None else load_dataset(cfg.dataset, env_id=cfg.env or None)
         if dist.is_main:  # the run directory's one writer until ``train`` returns (agents/runlock.py)
@@ -316,10 +371,10 @@ def train(
     ``dist``: this rank in an initialised process group (ranks != 0 return {}). ``store``: a loaded TrajectoryStore."""
     dist = dist or DistInfo()
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
-    cfg, model = s.cfg, s.model
+    cfg, model, device = s.cfg, s.model, s.device
     optimizer, scheduler, updater, state, rng = start_updates(s, dist)
     log, saver = open_run_log(s, state, resume, optimizer, scheduler) if dist.is_main else (None, None)
-    tokens = cfg.window_steps * cfg.tokens_per_step * cfg.batch_size * dist.world_size  # per update, all ranks
+    tokens = window_steps(cfg) * model.tokens_per_step * cfg.batch_size * dist.world_size  # per update, all ranks
     bar = progress_bar(cfg, state.step, log is not None)
     meter, evaluation, out_of_time = LossMeter(), None, False
     next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min, cfg.eval_at_min)

@@ -24,6 +24,14 @@ D4RL_REF: dict[str, tuple[float, float]] = {
     "walker2d": (1.629008, 4592.3),
 }
 
+#: DT's evaluation targets (returns-to-go at t=0) per D4RL env, the higher first (kzl/decision-transformer
+#: gym/experiment.py, ``env_targets``).
+DT_TARGETS: dict[str, tuple[float, ...]] = {
+    "hopper": (3600.0, 1800.0),
+    "halfcheetah": (12000.0, 6000.0),
+    "walker2d": (5000.0, 2500.0),
+}
+
 #: D4RL's dataset levels for the locomotion tasks; our dataset ids are minrnn/<env>/<level>-v0.
 D4RL_LEVELS: tuple[str, ...] = ("random", "medium", "medium-replay", "expert", "medium-expert")
 

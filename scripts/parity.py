@@ -30,15 +30,20 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The lower of DT's two evaluation targets per env (Chen et al. 2021, kzl/decision-transformer gym/experiment.py).
-TARGETS = {"halfcheetah": 6000.0, "hopper": 1800.0, "walker2d": 2500.0}
-ENV_IDS = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
+sys.path.insert(0, str(ROOT))
 ACT_DIMS = {"halfcheetah": 6, "hopper": 3, "walker2d": 6}
 REFERENCE = "d3rlpy-dt"  # the reference side's row in every table
 
 
 def env_key(name: str) -> str:
-    return next(k for k in TARGETS if k in name.lower())
+    return next(k for k in ACT_DIMS if k in name.lower())
+
+
+def dt_target(key: str) -> float:
+    """The lower of DT's two evaluation targets for an env (Chen et al. 2021; envs/scores.py DT_TARGETS)."""
+    from envs.scores import DT_TARGETS
+
+    return min(DT_TARGETS[key])
 
 
 def files_in(out: Path) -> list[Path]:
@@ -46,7 +51,6 @@ def files_in(out: Path) -> list[Path]:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(ROOT))
     from envs import load_dataset
     from envs.export import write_d4rl
 
@@ -60,7 +64,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def our_command(file: Path, agent: str, seed: int, args: argparse.Namespace, out: Path) -> list[str]:
-    target = TARGETS[env_key(file.name)]
+    target = dt_target(env_key(file.name))
     overrides = [a for kv in args.set for a in ("--set", kv)]  # after ours: a variant's setting wins
     return [
         sys.executable, str(ROOT / "run_rl.py"), "train", "--config", "dt", "--dataset", f"d4rl:{file}",
@@ -74,10 +78,12 @@ def our_command(file: Path, agent: str, seed: int, args: argparse.Namespace, out
 
 
 def d3rlpy_command(file: Path, seed: int, args: argparse.Namespace, out: Path) -> list[str]:
+    from envs.make import D4RL_ENV_IDS
+
     key = env_key(file.name)
     return [
-        args.d3rlpy_python, str(ROOT / "scripts" / "parity_d3rlpy.py"), "--file", str(file), "--env", ENV_IDS[key],
-        "--target", f"{TARGETS[key]:g}", "--steps", str(args.steps), "--eval-every", str(args.eval_every),
+        args.d3rlpy_python, str(ROOT / "scripts" / "parity_d3rlpy.py"), "--file", str(file), "--env", D4RL_ENV_IDS[key],
+        "--target", f"{dt_target(key):g}", "--steps", str(args.steps), "--eval-every", str(args.eval_every),
         "--episodes", str(args.episodes), "--seed", str(seed), "--out", str(out),
         "--log-dir", str(out.with_suffix("")) + "-logs",
     ]  # fmt: skip

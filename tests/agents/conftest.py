@@ -27,7 +27,7 @@ def tiny_config(d4rl_file: Any) -> Callable[..., TrainConfig]:
 
     def make(**overrides: Any) -> TrainConfig:
         values = {**TINY, "dataset": f"d4rl:{d4rl_file.path}", "env": "Hopper-v5", **overrides}
-        return apply_overrides(TrainConfig(), values).validate()
+        return apply_overrides(TrainConfig(), values)
 
     return make
 

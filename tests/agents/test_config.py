@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,7 @@ def test_to_dict_round_trip() -> None:
 
 
 def test_cuda_graphs_key() -> None:
-    from agents.graphs import MODES, use_graphs
+    from agents.graphs import MODES, graph_mode, use_graphs
 
     assert TrainConfig().cuda_graphs == "auto"
     assert load_config(None, ["cuda_graphs=off"]).cuda_graphs == "off"
@@ -139,11 +140,33 @@ def test_cuda_graphs_key() -> None:
     assert agents.config.CUDA_GRAPH_MODES == MODES  # the config validates the values agents/graphs.py accepts
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     auto = load_config(None, [])
-    assert auto.resolved_cuda_graphs() == "auto" and not use_graphs(auto.resolved_cuda_graphs(), cpu)
-    assert use_graphs(auto.resolved_cuda_graphs(), cuda, "mingru", ("mingru",))
-    assert load_config(None, ["compile=true"]).resolved_cuda_graphs() == "off"
-    assert auto.resolved_cuda_graphs(distributed=True) == "off" and auto.cuda_graphs == "auto"
+    assert graph_mode(auto) == "auto" and not use_graphs(graph_mode(auto), cpu)
+    assert use_graphs(graph_mode(auto), cuda, "mingru", ("mingru",))
+    assert graph_mode(load_config(None, ["compile=true"])) == "off"
+    assert graph_mode(auto, distributed=True) == "off" and auto.cuda_graphs == "auto"
     with pytest.raises(ValueError, match=r"cuda_graphs='on' is not supported in a multi-process \(torchrun/DDP\) run"):
-        load_config(None, ["cuda_graphs=on"]).resolved_cuda_graphs(distributed=True)
+        graph_mode(load_config(None, ["cuda_graphs=on"]), distributed=True)
     with pytest.raises(ValueError, match=r"cuda_graphs='on' needs a model on CUDA, got device cpu"):
-        use_graphs(load_config(None, ["cuda_graphs=on"]).resolved_cuda_graphs(), cpu)
+        use_graphs(graph_mode(load_config(None, ["cuda_graphs=on"])), cpu)
+
+
+def test_values_are_typed_as_their_fields_read() -> None:
+    """YAML, JSON and --set text meet one set of dacite hooks: a whole float counts, one number is a list, a choice
+    keeps its text (YAML 1.1 would read `off` as false), and a boolean is no count."""
+    cfg = load_config(None, {"steps": 1e5, "eval_at_min": 0.5, "lr": 1})
+    assert (cfg.steps, cfg.eval_at_min, cfg.lr) == (100_000, (0.5,), 1.0) and isinstance(cfg.steps, int)
+    assert load_config(None, ["cuda_graphs=off", "env=", "device=cuda:1"]).cuda_graphs == "off"
+    with pytest.raises(ValueError, match=r"config key 'steps' expects an integer, got True"):
+        load_config(None, {"steps": True})
+    with pytest.raises(ValueError, match=r"config key 'dropout' expects a number, got True"):
+        load_config(None, {"dropout": True})
+
+
+def test_every_choice_field_is_checked_however_the_config_is_made() -> None:
+    """One loop in __post_init__ checks every Literal field, for a config made in code as for a loaded one."""
+    hints = typing.get_type_hints(TrainConfig)
+    choices = {k: typing.get_args(t) for k, t in hints.items() if typing.get_origin(t) is typing.Literal}
+    assert {"backbone", "layout", "train_mode", "cuda_graphs", "budget_clock", "activation"} <= set(choices)
+    for key, values in choices.items():
+        with pytest.raises(ValueError, match=rf"{key}='{values[0]}x' is not valid \(did you mean '{values[0]}'\?\)"):
+            TrainConfig(**{key: values[0] + "x"})

@@ -106,7 +106,8 @@ def test_torchrun_cli(d4rl_file: Any, tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 20 and results["episodes"] == 1 and results["backbone"] == "mingru"
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoints", "config.yaml", "dataset.json", "evals.jsonl", "learning_curve.png", "results.json", "tb",
+        ".lock", "checkpoints", "config.yaml", "dataset.json", "evals.jsonl", "learning_curve.png", "results.json",
+        "tb",
     ]  # fmt: skip
     assert len((out / "evals.jsonl").read_text().splitlines()) == 1
     # a bad input under torchrun: rank 0 reports it in one line, rank 1 stays quiet, both stop

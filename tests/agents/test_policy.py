@@ -280,4 +280,4 @@ def test_activation_auto_gives_attention_dts_relu_and_old_checkpoints_stay_gelu(
     del saved["activation"]  # a checkpoint written before the key existed was trained with GELU
     assert config_from_dict(saved).resolved_activation() == "gelu"
     with pytest.raises(ValueError, match=r"activation='swish' is not valid; use one of \['auto', 'gelu', 'relu'\]"):
-        TrainConfig(activation="swish").validate()
+        TrainConfig(activation="swish")

@@ -53,3 +53,17 @@ def test_unknown_config_name_lists_the_shipped_ones(capsys: pytest.CaptureFixtur
     assert not (tmp_path / "r").exists()
     code = run_rl.main(["train", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "r")])
     assert code == 2 and "missing.yaml' not found" in capsys.readouterr().err
+
+
+def test_flags_start_from_the_files_and_set_has_the_last_word(tmp_path: Path) -> None:
+    """tyro parses the flags onto the config the files give: a boolean a file sets stays unless a flag says otherwise,
+    and --set wins over a flag for the same key, the checks seeing the values as they end up."""
+    own = tmp_path / "quiet.yaml"
+    own.write_text(f"base: {ROOT / 'configs' / 'dt.yaml'}\nprogress: false\n")
+    cfg = resolve(["--config", str(own), "--lr", "0.5", "--set", "lr=0.01", "--target-returns", "3600", "data_max"])
+    assert (cfg.backbone, cfg.progress, cfg.lr) == ("transformer", False, 0.01)
+    assert cfg.target_returns == (3600.0, "data_max")
+    assert resolve(["--config", str(own), "--progress"]).progress is True
+    assert resolve(["--config", str(own), "--set", "context-len=40"]).context_len == 40
+    cfg = resolve(["--config", "cpu-budget", "--layout", "interleaved", "--set", "rtg_embed=joint"])
+    assert (cfg.layout, cfg.rtg_embed) == ("interleaved", "joint")

@@ -28,7 +28,7 @@ def tiny_run(d4rl_file, out: Path, rtg_embed: str) -> Path:
         "warmup_steps": 1, "eval_every": 0, "eval_episodes": 1, "eval_envs": 1, "final_eval_episodes": 1,
         "eval_max_steps": 3, "target_returns": [100.0], "histogram_every": 0, "checkpoint_every": 0,
         "progress": False, "threads": 1,
-    }).validate()  # fmt: skip
+    })  # fmt: skip
     train(cfg, out)
     return out
 
