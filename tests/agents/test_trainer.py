@@ -190,8 +190,14 @@ def test_run_dir_is_never_overwritten(tmp_path: Path) -> None:
     assert (run / "precious.txt").read_text() == "keep"
     with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
         prepare_run_dir(run, resume=True, overwrite=False)
+    with pytest.raises(FileExistsError, match="is not a run directory of this toolkit.*holds precious.txt"):
+        prepare_run_dir(run, resume=False, overwrite=True)
+    assert (run / "precious.txt").read_text() == "keep"
+    (run / "config.yaml").write_text("seed: 0\n")  # now a run (config.yaml beside its TensorBoard folder)
+    (run / "tb").mkdir()
     prepare_run_dir(run, resume=False, overwrite=True)
-    assert not (run / "precious.txt").exists()
+    (old,) = tmp_path.glob("run.old-*")
+    assert (old / "precious.txt").read_text() == "keep" and not (run / "precious.txt").exists()
 
 
 def test_linked_run_dir_is_refused_not_followed(tmp_path: Path) -> None:
@@ -240,7 +246,9 @@ def test_kill9_then_resume_matches_uninterrupted(d4rl_file: object, tmp_path: Pa
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     latest = killed / "checkpoints" / "latest"
     deadline = time.time() + 120
-    while not latest.exists() and time.time() < deadline and proc.poll() is None:
+    while time.time() < deadline and proc.poll() is None:  # a checkpoint after step 0 (which every run writes)
+        if latest.exists() and latest.read_text().strip() not in ("", "step_0000000"):
+            break
         time.sleep(0.02)
     time.sleep(0.1)  # let it get part-way through later steps or saves
     proc.send_signal(signal.SIGKILL)
