@@ -133,7 +133,7 @@ def check_resume(cfg: TrainConfig, meta: dict[str, Any], store: Any, where: str,
             new, old = get(cfg), get(saved)
         if new != old:
             (model if key in model_keys else fixed).append(f"{key}={new!r} (checkpoint: {old!r})")
-    parts = ([f"a different model: {', '.join(model)}"] if model else [])
+    parts = [f"a different model: {', '.join(model)}"] if model else []
     parts += [f"other data or seed: {', '.join(fixed)}"] if fixed else []
     if parts:
         raise ValueError(

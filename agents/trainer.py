@@ -371,7 +371,7 @@ def train(
     ``dist``: this rank in an initialised process group (ranks != 0 return {}). ``store``: a loaded TrajectoryStore."""
     dist = dist or DistInfo()
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
-    cfg, model, device = s.cfg, s.model, s.device
+    cfg, model = s.cfg, s.model
     optimizer, scheduler, updater, state, rng = start_updates(s, dist)
     log, saver = open_run_log(s, state, resume, optimizer, scheduler) if dist.is_main else (None, None)
     tokens = window_steps(cfg) * model.tokens_per_step * cfg.batch_size * dist.world_size  # per update, all ranks

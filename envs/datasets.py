@@ -180,7 +180,8 @@ def _infer_d4rl_env(path: Path, obs_dim: int, act_dim: int, attrs_env: str | Non
         return matches[0]
     raise ValueError(
         f"d4rl:{path}: cannot infer the environment from the file name or from obs_dim={obs_dim}, "
-        f"act_dim={act_dim} (matches: {matches or 'none'}); pass the env (--env, or env_id= in load_dataset), e.g. one of "
+        f"act_dim={act_dim} (matches: {matches or 'none'}); pass the env (--env, or env_id= in load_dataset), "
+        "e.g. one of "
         f"{sorted(set(ENV_SHORTHANDS.values()))}."
     )
 
@@ -321,7 +322,10 @@ def load_minari(dataset_id: str, env_id: str | None = None, download: bool = Fal
     _flat_box(ds.action_space, "action", source)
     if env_id is None:
         if ds.env_spec is None:
-            raise ValueError(f"{source}: the dataset names no environment; pass the env (--env, or env_id= in load_dataset), e.g. 'Hopper-v5'")
+            raise ValueError(
+                f"{source}: the dataset names no environment; pass the env (--env, or env_id= in load_dataset), "
+                "e.g. 'Hopper-v5'"
+            )
         env_id = ds.env_spec.id
     env_id = resolve_env_id(env_id)
 

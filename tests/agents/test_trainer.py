@@ -16,8 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig
-from agents.rundir import prepare_run_dir
 from agents.decision import masked_mse
+from agents.rundir import prepare_run_dir
 from agents.trainer import (
     build_model,
     compute_loss,

@@ -77,7 +77,8 @@ def test_ambiguous_env_error(write_d4rl) -> None:
         "timeouts": np.zeros(n, bool),
     }
     path = write_d4rl(arrays, name="data.hdf5")
-    with pytest.raises(ValueError, match=r"cannot infer the environment.*obs_dim=17, act_dim=6.*pass the env \(--env, or env_id="):
+    expected = r"cannot infer the environment.*obs_dim=17, act_dim=6.*pass the env \(--env, or env_id="
+    with pytest.raises(ValueError, match=expected):
         load_dataset(f"d4rl:{path}")
     assert load_dataset(f"d4rl:{path}", env_id="walker2d").env_id == "Walker2d-v5"
 
