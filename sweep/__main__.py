@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", help="the report's title (default: the first table's name)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--updates", type=int, metavar="N",
-                   help="read the equal-updates table at each run's first evaluation at or after N updates "
+                   help="read the equal-updates table at each run's last evaluation at or before N updates "
                    "(default: the smallest final update count of any run)")  # fmt: skip
     p.add_argument("--splice", action="append", default=[], metavar="FILE",
                    help="also replace the block <!-- NAME --> ... <!-- /NAME --> of FILE with report.md")  # fmt: skip

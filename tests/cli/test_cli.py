@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_runs import run_main
 
 import run_rl
 
@@ -20,12 +21,6 @@ TINY_FLAGS = [
     "--eval-envs", "2", "--final-eval-episodes", "2", "--target-returns", "100", "--threads", "1", "--log-every", "10",
     "--no-progress",
 ]  # fmt: skip
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = run_rl.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_documented_train_form_and_eval_reproduces(d4rl_file: Any, tmp_path: Path) -> None:

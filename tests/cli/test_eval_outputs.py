@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_runs import run_main
 
 import run_rl
 
@@ -15,12 +16,6 @@ TINY_FLAGS = [
     "--dim", "16", "--depth", "1", "--context-len", "4", "--batch-size", "8", "--eval-max-steps", "10",
     "--eval-envs", "2", "--final-eval-episodes", "2", "--target-returns", "100", "--threads", "1", "--no-progress",
 ]  # fmt: skip
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = run_rl.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
