@@ -55,6 +55,9 @@ def _report(a: argparse.Namespace) -> None:
     for f in a.splice:
         report.splice(Path(f), md, a.splice_name)
         print(f"updated the block <!-- {a.splice_name} --> in {f}")
+    for f in a.headline:
+        report.splice(Path(f), (Path(a.out) / "headline.md").read_text(), "HEADLINE")
+        print(f"updated the block <!-- HEADLINE --> in {f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--splice", action="append", default=[], metavar="FILE",
                    help="also replace the block <!-- NAME --> ... <!-- /NAME --> of FILE with report.md")  # fmt: skip
     p.add_argument("--splice-name", default="sweep-table", metavar="NAME", help="the block --splice replaces")
+    p.add_argument("--headline", action="append", default=[], metavar="FILE",
+                   help="also replace the block <!-- HEADLINE --> ... <!-- /HEADLINE --> of FILE (e.g. README.md) "
+                   "with headline.md: the compact table")  # fmt: skip
     q = sub.add_parser("rescore", help="evaluate every finished run's final weights again at other targets")
     q.add_argument("runs")
     q.add_argument("--targets", nargs="+", required=True,

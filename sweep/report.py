@@ -194,6 +194,30 @@ def time_table(tts: dict) -> list[str]:
     return lines
 
 
+def _short_cell(r: pd.Series | None) -> str:
+    if r is None:
+        return "–"
+    spread = "" if r["n"] < 2 else f" ± {r['std']:.1f}"
+    return f"{r['mean']:.1f}{spread} ({int(r['at_data'])}/{r['n']})"
+
+
+def headline_table(s: Summary) -> list[str]:
+    """Markdown lines for a README: per dataset the data's score and each agent's mean ± sample std (seeds at or
+    above the data), then rows for the IQM [95 % CI], P(agent > baseline) [95 % CI] and updates per minute."""
+    lines = _grid(s.per_dataset, _short_cell)
+    agents = stats.agent_order(s.per_dataset["agent"])
+    agg, speed = s.aggregates.set_index("agent"), s.speed.set_index("agent")
+    iqm = [_interval(*agg.loc[a, ["iqm", "iqm_lo", "iqm_hi"]]) if a in agg.index else "–" for a in agents]
+    lines.append("| **IQM** [95 % CI] | | " + " | ".join(iqm) + " |")
+    if s.baseline:
+        poi = s.improvement.set_index("agent")
+        cells = [_interval(*poi.loc[a, ["poi", "lo", "hi"]], digits=2) if a in poi.index else "–" for a in agents]
+        lines.append(f"| P(agent > {s.baseline}) [95 % CI] | | " + " | ".join(cells) + " |")
+    per_min = [f"{speed.loc[a, 'median']:.0f}" if a in speed.index else "–" for a in agents]
+    lines.append("| updates per minute (median) | | " + " | ".join(per_min) + " |")
+    return lines
+
+
 def render(s: Summary, df: pd.DataFrame, meta: dict) -> str:
     """The whole report.md (see the module docstring) from the numbers ``s`` of the table ``df``."""
     lines = [f"Final score per dataset{' (' + meta['name'] + ')' if meta.get('name') else ''}:", "",
@@ -317,13 +341,14 @@ def plot_curves(df: pd.DataFrame, path: Path) -> bool:
 def write_report(
     df: pd.DataFrame, meta: dict, baseline: str | None, out: Path, reps: int = 2000, updates: int | None = None
 ) -> str:
-    """Write report.md, report.json (:func:`sweep.summary.to_json`), scores.png, aggregates.png and (with
-    evaluations during training) curves.png into ``out``; the Markdown."""
+    """Write report.md, headline.md (:func:`headline_table`), report.json (:func:`sweep.summary.to_json`),
+    scores.png, aggregates.png and (with evaluations during training) curves.png into ``out``; the Markdown."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = summarize(df, baseline, reps, updates)
     md = render(s, df, meta)
     (out / "report.md").write_text(md)
+    (out / "headline.md").write_text("\n".join(headline_table(s)) + "\n")
     (out / "report.json").write_text(json.dumps(to_json(s, meta), indent=1) + "\n")
     plot_scores(s.scores, out / "scores.png")
     plot_aggregates(s.aggregates, out / "aggregates.png")

@@ -74,9 +74,17 @@ def test_report_command_writes_markdown_and_plots_and_splices(tmp_path, capsys):
     page = tmp_path / "RESULTS.md"
     page.write_text("# R\n<!-- tiny -->\nold\n<!-- /tiny -->\n<!-- other -->\nkeep\n<!-- /other -->\n")
     out = tmp_path / "report"
+    readme = tmp_path / "README.md"
+    readme.write_text("# P\n<!-- HEADLINE -->\nold\n<!-- /HEADLINE -->\nafter\n")
     main(["report", str(csv), "--baseline", "attention", "--out", str(out), "--reps", "100", "--splice", str(page),
-          "--splice-name", "tiny"])  # fmt: skip
+          "--splice-name", "tiny", "--headline", str(readme)])  # fmt: skip
     md = (out / "report.md").read_text()
+    head = readme.read_text()  # the compact table: mean ± sample std (seeds at or above the data)
+    assert head.startswith("# P\n<!-- HEADLINE -->\n| dataset | data | attention | mingru |") and "old" not in head
+    assert f"| hopper-medium | {HOPPER_DATA:.1f} | 8.0 ± 1.4 (0/2) | 40.0 ± 20.0 (1/3) |" in head
+    assert f"| walker2d-medium | {WALKER_DATA:.1f} | 40.0 (0/1) | 60.0 (1/1) |" in head
+    assert "| **IQM** [95 % CI] | | " in head and "| P(agent > attention) [95 % CI] | | – | " in head
+    assert "| updates per minute (median) | | 500 | 1000 |" in head and head.endswith("<!-- /HEADLINE -->\nafter\n")
     kept = "<!-- other -->\nkeep\n<!-- /other -->\n"
     assert page.read_text() == f"# R\n<!-- tiny -->\n{md.strip()}\n<!-- /tiny -->\n{kept}"
     for name in ("scores.png", "aggregates.png", "curves.png"):
