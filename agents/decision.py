@@ -38,10 +38,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from agents.config import LAYOUTS, RTG_EMBEDS
+from agents.config import LAYOUTS, RTG_EMBEDS, TrainConfig
 from minrnn import build_backbone
 
-__all__ = ["DecisionModel", "masked_mse"]
+__all__ = ["DecisionModel", "build_model", "masked_mse"]
 
 
 class DecisionModel(nn.Module):
@@ -268,3 +268,16 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, reduction: str = "mea
     sq = torch.where(m, (pred - target) ** 2, torch.zeros((), dtype=pred.dtype, device=pred.device))
     per_dim = 1 if reduction == "sum" else pred.shape[-1]
     return sq.sum() / (m.sum() * per_dim).clamp_min(1)
+
+
+def build_model(
+    cfg: TrainConfig, obs_dim: int, act_dim: int, state_mean: Any = None, state_std: Any = None
+) -> DecisionModel:
+    """The DecisionModel a config describes."""
+    return DecisionModel(
+        obs_dim, act_dim, backbone=cfg.backbone, layout=cfg.layout, dim=cfg.dim, depth=cfg.depth,
+        dropout=cfg.dropout, max_ep_len=cfg.max_ep_len, rtg_scale=cfg.rtg_scale, state_mean=state_mean,
+        state_std=state_std, rtg_embed=cfg.rtg_embed, backbone_init=cfg.resolved_backbone_init(), n_heads=cfg.n_heads,
+        backend=cfg.scan_backend, activation=cfg.resolved_activation(),
+        **({"forget_bias": cfg.forget_bias} if cfg.forget_bias else {}),
+    )  # fmt: skip

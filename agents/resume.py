@@ -13,7 +13,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -21,10 +21,12 @@ import torch
 from agents.checkpoint import Checkpoint, json_safe, save_checkpoint
 from agents.config import TrainConfig, config_from_dict
 from agents.distributed import DistInfo, fingerprint
+from agents.preempt import Preempted, Preemption
 from envs.store import StoreInfo
 
 __all__ = [
     "FIXED_ON_RESUME",
+    "Checkpointer",
     "CheckpointWriter",
     "TrainState",
     "apply_optimizer_keys",
@@ -33,6 +35,8 @@ __all__ = [
     "config_changes",
     "record_changes",
     "derived_seed",
+    "load_weights",
+    "next_time_eval",
     "rank_state",
     "restore_rng_states",
     "start_state",
@@ -204,6 +208,29 @@ def rank_state(rng: np.random.Generator, device: torch.device, model: torch.nn.M
     }
 
 
+def next_time_eval(used_min: float, every_min: float, at_min: tuple[float, ...] = ()) -> float:
+    """The update time (minutes) of the next time-triggered evaluation after ``used_min``: the next point of the
+    ``eval_every_min`` grid or of the ``eval_at_min`` list, whichever comes first; inf when there is none.
+
+    >>> next_time_eval(0.0, 1.5), next_time_eval(1.5, 1.5), next_time_eval(3.2, 1.5), next_time_eval(2.0, 0.0)
+    (1.5, 3.0, 4.5, inf)
+    >>> next_time_eval(0.0, 1.0, (0.25, 0.5)), next_time_eval(0.3, 1.0, (0.25, 0.5)), next_time_eval(0.6, 0.0, (0.5,))
+    (0.25, 0.5, inf)
+    """
+    grid = (math.floor(used_min / every_min + 1e-9) + 1) * every_min if every_min > 0 else math.inf
+    return min([grid] + [t for t in at_min if t > used_min + 1e-9])
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
+    """Put a checkpoint's weights into ``model``; ValueError naming the checkpoint when they do not fit it."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {where} does not fit the model: missing {missing[:4]}, unexpected {unexpected[:4]}; "
+            "it was written for another backbone or layout"
+        )
+
+
 def check_in_sync(ranks: list[dict[str, Any]], step: int) -> None:
     """RuntimeError if the ranks' model fingerprints differ (DDP keeps them equal; this guards the checkpoint)."""
     prints = {r["fingerprint"] for r in ranks}
@@ -305,3 +332,39 @@ class CheckpointWriter:
         save_checkpoint(
             self.run_dir, name, self.model.state_dict(), meta, self.optimizer.state_dict(), rng, pointers=pointers
         )
+
+
+@dataclass
+class Checkpointer:
+    """Every rank's part in checkpointing the run being trained: its RNG states (and, in a multi-process run, its
+    weights' fingerprint) are gathered to rank 0, whose ``writer`` saves them. Each method is a collective: every
+    rank calls it, and the other ranks wait while rank 0 writes."""
+
+    rng: np.random.Generator
+    device: torch.device
+    model: torch.nn.Module
+    dist: DistInfo
+    writer: CheckpointWriter | None  # rank 0's; None on the other ranks
+
+    def _gather(self) -> list[dict[str, Any]]:
+        return self.dist.gather(rank_state(self.rng, self.device, self.model if self.dist.is_distributed else None))
+
+    def save(self, state: TrainState, save: bool = True, best: bool = False) -> None:
+        """Checkpoint the current step when ``save``, and as "best" too when ``best`` (the evaluation improved);
+        with neither, only check that the ranks' weights agree."""
+        ranks = self._gather()
+        if self.writer is not None:
+            check_in_sync(ranks, state.step)
+            if save or best:
+                self.writer.save(state, ranks, best=best)
+        self.dist.barrier()
+
+    def save_and_exit(self, stop: Preemption, state: TrainState, log: Any) -> NoReturn:
+        """After a pre-emption signal: checkpoint the current step, flush TensorBoard (``log``: rank 0's RunLog),
+        raise Preempted. No results.json: the run is unfinished, and ``--resume`` (or a sweep) continues it."""
+        ranks = self._gather()
+        if self.writer is not None and log is not None:
+            self.writer.save(state, ranks, best=False)
+            log.writer.flush()
+        self.dist.barrier()
+        raise Preempted(stop.signal_name, state.step, stop.exit_code)

@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import sys
 import threading
 import time
-import typing
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,19 +30,20 @@ from torch import Tensor
 from agents import tensorboard_views as tbv
 from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig, config_from_dict
-from agents.decision import DecisionModel, masked_mse
+from agents.decision import DecisionModel, build_model, masked_mse
 from agents.distributed import DistInfo, resolve_device
 from agents.evaluation import Evaluation, evaluate_model, resolve_targets, score_of
 from agents.graphs import UPDATE_BACKBONES, GraphedUpdate, graph_mode, use_graphs
 from agents.policy import acting_policy
-from agents.preempt import Preempted, Preemption
+from agents.preempt import Preemption
 from agents.resume import (
+    Checkpointer,
     CheckpointWriter,
     TrainState,
-    check_in_sync,
     check_resume,
     config_changes,
-    rank_state,
+    load_weights,
+    next_time_eval,
     record_changes,
     start_state,
 )
@@ -68,35 +67,13 @@ MODEL_KEYS: tuple[str, ...] = ("backbone", "layout", "rtg_embed", "dim", "depth"
 
 
 # --- model -----------------------------------------------------------------------------------------------------
-def build_model(
-    cfg: TrainConfig, obs_dim: int, act_dim: int, state_mean: Any = None, state_std: Any = None
-) -> DecisionModel:
-    """The DecisionModel a config describes."""
-    return DecisionModel(
-        obs_dim, act_dim, backbone=cfg.backbone, layout=cfg.layout, dim=cfg.dim, depth=cfg.depth,
-        dropout=cfg.dropout, max_ep_len=cfg.max_ep_len, rtg_scale=cfg.rtg_scale, state_mean=state_mean,
-        state_std=state_std, rtg_embed=cfg.rtg_embed, backbone_init=cfg.resolved_backbone_init(), n_heads=cfg.n_heads,
-        backend=cfg.scan_backend, activation=cfg.resolved_activation(),
-        **({"forget_bias": cfg.forget_bias} if cfg.forget_bias else {}),
-    )  # fmt: skip
-
-
 def load_model(path: str | Path, which: str = "latest") -> tuple[DecisionModel, TrainConfig, dict[str, Any]]:
     """(model in eval mode, its config, the checkpoint's state.json) from a run directory or checkpoint folder."""
     ckpt = load_checkpoint(path, which)
     cfg = config_from_dict(ckpt.meta["config"])
     model = build_model(cfg, ckpt.meta["obs_dim"], ckpt.meta["act_dim"])
-    _load_weights(model, ckpt.model, ckpt.path)
+    load_weights(model, ckpt.model, ckpt.path)
     return model.eval(), cfg, dict(ckpt.meta, checkpoint_path=str(ckpt.path))
-
-
-def _load_weights(model: torch.nn.Module, weights: dict[str, Tensor], where: Path) -> None:
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint {where} does not fit the model: missing {missing[:4]}, unexpected {unexpected[:4]}; "
-            "it was written for another backbone or layout"
-        )
 
 
 def check_same_model(cfg: TrainConfig, saved: dict[str, Any], where: str) -> None:
@@ -283,20 +260,6 @@ def for_training(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo, devic
     return torch.compile(model) if cfg.compile else model
 
 
-def warn_if_stale(spec: str) -> None:
-    """Tell the user (stderr) when a dataset made by `run_rl.py collect` predates the policies shipped now."""
-    from envs.provenance import dataset_stale_reason
-
-    reason = dataset_stale_reason(spec)
-    if reason:
-        print(
-            f"warning: {spec} is out of date with the shipped behaviour policies ({reason}); training on it anyway. "
-            "Rebuild it with the same `run_rl.py collect` command plus --overwrite to get the data the recipes "
-            "make now.",
-            file=sys.stderr,
-        )
-
-
 @dataclass(frozen=True)
 class Setup:
     """Everything ``train`` builds before its first step."""
@@ -317,6 +280,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
     Anything here can fail on user input; ``dist.agree`` stops every rank with the one message.
     """
     from envs import load_dataset
+    from envs.provenance import warn_if_stale
 
     error = setup = None
     if cfg.video_every:  # MUJOCO_GL=egl on a headless machine; must happen before MuJoCo is first imported
@@ -337,7 +301,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
         ckpt = load_checkpoint(run_dir) if resume else None
         if ckpt is not None:
             check_resume(cfg, ckpt.meta, store, str(run_dir), MODEL_KEYS)
-            _load_weights(model, ckpt.model, ckpt.path)
+            load_weights(model, ckpt.model, ckpt.path)
             if dist.is_main:
                 record_changes(run_dir, ckpt.meta["step"], config_changes(ckpt.meta["config"], cfg))
         setup = Setup(cfg, store, device, run_dir, targets, model, ckpt, graphs)
@@ -379,8 +343,9 @@ def train(
     meter, evaluation, out_of_time = LossMeter(), None, False
     next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min, cfg.eval_at_min)
     stop = Preemption(cfg.requeue_exit_code)  # SIGTERM/SIGUSR1 -> checkpoint at this step, exit (agents/preempt.py)
+    ckpt = Checkpointer(rng, s.device, model, dist, saver)  # a collective: every rank calls it (agents/resume.py)
     if state.step == 0:  # a checkpoint from the start: a run directory is always one --resume accepts
-        checkpoint_now(state, rng, s.device, model, dist, saver)
+        ckpt.save(state)
     model.train()
     with stop if threading.current_thread() is threading.main_thread() else contextlib.nullcontext(stop):
         while state.step < cfg.steps and not out_of_time:
@@ -402,7 +367,7 @@ def train(
                 used_min >= next_eval_min,
             )
             if preempted:
-                save_and_exit(stop, state, rng, s.device, model, dist, saver, log)
+                ckpt.save_and_exit(stop, state, log)
             final = step == cfg.steps or out_of_time  # the last update: final evaluation and checkpoint
 
             # log (the loss is averaged over the ranks: every rank takes part)
@@ -422,22 +387,17 @@ def train(
             if not (eval_due or save_due):
                 continue
             if final:  # saved before the final evaluation, which may be long, fail or be interrupted
-                checkpoint_now(state, rng, s.device, model, dist, saver)
-            # evaluate (rank 0; the other ranks wait in dist.gather below); the final one with final_eval_episodes
+                ckpt.save(state)
+            # evaluate (rank 0; the other ranks wait in ckpt.save below); the final one with final_eval_episodes
             improved = False
             if log is not None and eval_due:
                 with meter.paused():
                     evaluation, improved = evaluate_and_log(s, log, state, step, final, stop, bar.write)
 
             # checkpoint (also whenever the evaluation score improved, so that "best" holds those weights)
-            ranks = dist.gather(rank_state(rng, s.device, model if dist.is_distributed else None))
-            if saver is not None:
-                check_in_sync(ranks, step)
-                if (save_due and not final) or improved:
-                    saver.save(state, ranks, best=improved)
-            dist.barrier()  # the other ranks wait here while rank 0 saves
+            ckpt.save(state, save=bool(save_due) and not final, best=improved)
         if dist.any_rank(stop.requested)[0]:  # a signal during the final evaluation or checkpoint
-            save_and_exit(stop, state, rng, s.device, model, dist, saver, log)
+            ckpt.save_and_exit(stop, state, log)
     bar.close()
     return finish(s, log, state, evaluation, out_of_time) if log is not None else {}
 
@@ -514,47 +474,6 @@ def finish(
     results = results_dict(s.cfg, evaluation, state.step, state.train_time_s, extra)
     log.finish(s.cfg, results)
     return results
-
-
-def next_time_eval(used_min: float, every_min: float, at_min: tuple[float, ...] = ()) -> float:
-    """The update time (minutes) of the next time-triggered evaluation after ``used_min``: the next point of the
-    ``eval_every_min`` grid or of the ``eval_at_min`` list, whichever comes first; inf when there is none.
-
-    >>> next_time_eval(0.0, 1.5), next_time_eval(1.5, 1.5), next_time_eval(3.2, 1.5), next_time_eval(2.0, 0.0)
-    (1.5, 3.0, 4.5, inf)
-    >>> next_time_eval(0.0, 1.0, (0.25, 0.5)), next_time_eval(0.3, 1.0, (0.25, 0.5)), next_time_eval(0.6, 0.0, (0.5,))
-    (0.25, 0.5, inf)
-    """
-    grid = (math.floor(used_min / every_min + 1e-9) + 1) * every_min if every_min > 0 else math.inf
-    return min([grid] + [t for t in at_min if t > used_min + 1e-9])
-
-
-def checkpoint_now(
-    state: TrainState, rng: np.random.Generator, device: torch.device, model: torch.nn.Module, dist: DistInfo,
-    saver: CheckpointWriter | None,
-) -> None:  # fmt: skip
-    """Checkpoint the current step with every rank's RNG states (a collective: every rank calls it)."""
-    ranks = dist.gather(rank_state(rng, device, model if dist.is_distributed else None))
-    if saver is not None:
-        check_in_sync(ranks, state.step)
-        saver.save(state, ranks, best=False)
-    dist.barrier()
-
-
-def save_and_exit(
-    stop: Preemption, state: Any, rng: np.random.Generator, device: torch.device, model: torch.nn.Module,
-    dist: DistInfo, saver: CheckpointWriter | None, log: RunLog | None,
-) -> typing.NoReturn:  # fmt: skip
-    """After a pre-emption signal: checkpoint the current step (every rank's RNG states), raise Preempted.
-
-    No results.json: the run is unfinished, and ``--resume`` (or a sweep) continues it from this step.
-    """
-    ranks = dist.gather(rank_state(rng, device, model if dist.is_distributed else None))
-    if saver is not None and log is not None:
-        saver.save(state, ranks, best=False)
-        log.writer.flush()
-    dist.barrier()
-    raise Preempted(stop.signal_name, state.step, stop.exit_code)
 
 
 def log_video(log: RunLog, model: DecisionModel, cfg: TrainConfig, env_id: str, target: float, step: int) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["dataset_recipe", "dataset_stale_reason", "file_sha256", "stale_reason"]
+__all__ = ["dataset_recipe", "dataset_stale_reason", "file_sha256", "stale_reason", "warn_if_stale"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -92,3 +93,15 @@ def _shipped_policies_used(recipe: dict[str, Any]) -> list[dict[str, Any]]:
         if p["policy"] != "uniform-random"
     ]
     return used
+
+
+def warn_if_stale(spec: str) -> None:
+    """Tell the user (stderr) when a dataset made by `run_rl.py collect` predates the policies shipped now."""
+    reason = dataset_stale_reason(spec)
+    if reason:
+        print(
+            f"warning: {spec} is out of date with the shipped behaviour policies ({reason}); training on it anyway. "
+            "Rebuild it with the same `run_rl.py collect` command plus --overwrite to get the data the recipes "
+            "make now.",
+            file=sys.stderr,
+        )
