@@ -25,6 +25,15 @@ def _run(a: argparse.Namespace) -> None:
     exp = load_experiment(a.experiment)
     changes = {k: v for k, v in (("engine", a.engine), ("jobs", a.jobs), ("out", a.out)) if v is not None}
     exp = dataclasses.replace(exp, **changes)
+    if a.agents:
+        unknown = sorted(set(a.agents) - {x.name for x in exp.agents})
+        if unknown:
+            sys.exit(f"--agents: {unknown} not in {a.experiment}; its agents: {[x.name for x in exp.agents]}")
+        exp = dataclasses.replace(exp, agents=tuple(x for x in exp.agents if x.name in a.agents))
+    if a.datasets:
+        exp = dataclasses.replace(exp, datasets=tuple(a.datasets))
+    if a.seeds:
+        exp = dataclasses.replace(exp, seeds=tuple(a.seeds))
     if a.dry_run:
         for cell in launch.missing(exp):
             agent = exp.agent(cell[1])
@@ -69,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--engine", choices=["auto", "ray", "pool"], help="override the experiment's engine")
     r.add_argument("--jobs", type=int, help="override the experiment's runs at once")
     r.add_argument("--out", type=Path, help="override the experiment's runs folder")
+    r.add_argument("--agents", nargs="+", metavar="NAME", help="run only these of the experiment's agents")
+    r.add_argument("--datasets", nargs="+", metavar="NAME", help="run only these datasets (config names)")
+    r.add_argument("--seeds", nargs="+", type=int, metavar="K", help="run only these seeds")
     r.add_argument("--no-check-data", dest="check_data", action="store_false",
                    help="do not compare finished runs' data with today's datasets (skips loading them)")  # fmt: skip
     r.add_argument("--dry-run", action="store_true", help="print the missing runs' train commands, run nothing")

@@ -120,6 +120,11 @@ def test_dry_run_prints_the_missing_runs_commands_and_runs_nothing(tmp_path, cap
     assert outs == ["hopper-medium/mingru/seed0", "hopper-medium/mingru/seed1", "hopper-medium/dt/seed1"]
     assert all(" train " in line and "run_rl.py" in line for line in lines)
     assert sorted(p.name for p in (tmp_path / "runs" / "hopper-medium").iterdir()) == ["dt"]
+    main(["run", str(exp), "--dry-run", "--agents", "dt", "--seeds", "0", "1"])  # a part of the matrix
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "--out " in line and line.split("runs/")[-1].split()[0] == "hopper-medium/dt/seed1"
+    with pytest.raises(SystemExit, match=r"--agents: \['attention'\] not in .*its agents: \['mingru', 'dt'\]"):
+        main(["run", str(exp), "--dry-run", "--agents", "attention"])
 
 
 def test_runs_on_rebuilt_data_are_set_aside_not_deleted(tmp_path):
