@@ -18,17 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runs import run_main
+from cli_runs import TINY_TRAIN, run_main
 
 import run_rl
 from agents.runlock import LOCK_NAME, RunLock
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = [
-    "--env", "Hopper-v5", "--dim", "16", "--depth", "1", "--context-len", "4", "--batch-size", "8",
-    "--eval-max-steps", "5", "--eval-envs", "1", "--eval-episodes", "1", "--final-eval-episodes", "1",
-    "--target-returns", "100", "--threads", "1", "--no-progress", "--eval-every", "0", "--warmup-steps", "2",
-]  # fmt: skip
+TINY = [*TINY_TRAIN, "--warmup-steps", "2"]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runs import TINY_TRAIN
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = [
-    "--env", "Hopper-v5", "--dim", "16", "--depth", "1", "--context-len", "4", "--batch-size", "8",
-    "--eval-max-steps", "5", "--eval-envs", "1", "--eval-episodes", "1", "--final-eval-episodes", "1",
-    "--target-returns", "100", "--threads", "1", "--no-progress", "--eval-every", "0", "--log-every", "1",
-]  # fmt: skip
+TINY = [*TINY_TRAIN, "--log-every", "1"]
 
 
 def _latest_step(run: Path) -> int | None:
