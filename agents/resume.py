@@ -29,7 +29,6 @@ __all__ = [
     "Checkpointer",
     "CheckpointWriter",
     "TrainState",
-    "apply_optimizer_keys",
     "check_in_sync",
     "check_resume",
     "config_changes",
@@ -178,21 +177,6 @@ def record_changes(run_dir: Path, step: int, changes: dict[str, list[Any]]) -> N
         f.write(json.dumps({"step": step, "changes": changes}) + "\n")
 
 
-def apply_optimizer_keys(optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainConfig) -> None:
-    """Put ``cfg.lr`` and ``cfg.weight_decay`` into an optimizer and LambdaLR scheduler just restored from a
-    checkpoint that had other values: the schedule's factor at this step is kept, the peak rate becomes ``lr``.
-    Unchanged values are left as loaded (bit-identical resume)."""
-    for i, group in enumerate(optimizer.param_groups):
-        base = float(scheduler.base_lrs[i])
-        if base != cfg.lr:
-            group["lr"] = float(group["lr"]) / base * cfg.lr
-            group["initial_lr"] = cfg.lr
-            scheduler.base_lrs[i] = cfg.lr
-            scheduler._last_lr[i] = group["lr"]  # what get_last_lr() (train/lr) reports until the next step
-        if group["weight_decay"] != cfg.weight_decay:
-            group["weight_decay"] = cfg.weight_decay
-
-
 def derived_seed(*entropy: int) -> int:
     """A 32-bit torch seed from integers (numpy SeedSequence: distinct inputs give unrelated streams)."""
     return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
@@ -270,22 +254,18 @@ def start_state(
     cfg: TrainConfig,
     dist: DistInfo,
     device: torch.device,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
 ) -> tuple[TrainState, np.random.Generator]:
     """(progress, sampler) to start the loop from: fresh, seeded with (seed, rank), or restored from ``ckpt``.
 
     Also seeds (or restores) this rank's torch RNG, so each rank of a multi-process run draws its own dropout masks
-    (the weights themselves come from rank 0 when DDP wraps the model), and loads the optimizer and scheduler state.
+    (the weights themselves come from rank 0 when DDP wraps the model). The optimizer's state is restored where the
+    optimizer is built (``agents.trainer.make_optimizer``).
     """
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, dist.rank]))
     if dist.is_distributed:
         torch.manual_seed(derived_seed(cfg.seed, dist.rank))
     if ckpt is None:
         return TrainState(), rng
-    optimizer.load_state_dict(ckpt.optimizer)
-    scheduler.load_state_dict(ckpt.meta["scheduler"])
-    apply_optimizer_keys(optimizer, scheduler, cfg)
     state = TrainState.from_checkpoint(ckpt)
     return state, restore_rng_states(ckpt, cfg, dist, device, state.step)
 

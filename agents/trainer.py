@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from agents import tensorboard_views as tbv
-from agents.checkpoint import load_checkpoint
+from agents.checkpoint import Checkpoint, load_checkpoint
 from agents.config import TrainConfig, config_from_dict
 from agents.decision import DecisionModel, build_model, masked_mse
 from agents.distributed import DistInfo, resolve_device
@@ -233,14 +233,19 @@ def lr_factor(cfg: TrainConfig, step: int, budget_used: float = 0.0) -> float:
 
 
 def make_optimizer(
-    params: Iterable[Tensor], cfg: TrainConfig, graphs: bool = False, budget_used: Callable[[], float] | None = None
+    params: Iterable[Tensor],
+    cfg: TrainConfig,
+    graphs: bool = False,
+    budget_used: Callable[[], float] | None = None,
+    saved: Checkpoint | None = None,
 ) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW and its learning-rate schedule, ``lr_factor`` (DT's linear warm-up, then constant, cosine or
     wsd): the one place they are built, for the trainer, agents/bench.py and the ensemble alike. With ``graphs``
     (parameters on CUDA), the capturable form a CUDA-graphed update needs: the learning rate a device tensor that
     ``LambdaLR`` fills in place, the step counts on the device. ``budget_used`` returns the fraction of
     ``time_budget_min`` spent so far: a decaying schedule then ends with the budget (the training loop passes it;
-    without it the schedule follows steps only)."""
+    without it the schedule follows steps only). ``saved``: a checkpoint whose optimizer and scheduler state to
+    restore, with ``cfg``'s lr and weight decay put in (``apply_optimizer_keys``) and fitted to ``graphs``."""
     params = list(params)
 
     def schedule(step: int) -> float:
@@ -248,7 +253,27 @@ def make_optimizer(
 
     lr: float | Tensor = torch.tensor(cfg.lr, device=params[0].device) if graphs else cfg.lr
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, foreach=True, capturable=graphs)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    if saved is not None:
+        optimizer.load_state_dict(saved.optimizer)
+        scheduler.load_state_dict(saved.meta["scheduler"])
+        apply_optimizer_keys(optimizer, scheduler, cfg)
+        fit_optimizer_to_graphs(optimizer, scheduler, graphs)  # the checkpoint may come from a run with the other mode
+    return optimizer, scheduler
+
+
+def apply_optimizer_keys(optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainConfig) -> None:
+    """Put ``cfg.lr`` and ``cfg.weight_decay`` into an optimizer and LambdaLR scheduler just restored from a
+    checkpoint that had other values: the schedule's factor at this step is kept, the peak rate becomes ``lr``.
+    Unchanged values are left as loaded (bit-identical resume)."""
+    for i, group in enumerate(optimizer.param_groups):
+        base = float(scheduler.base_lrs[i])
+        if base != cfg.lr:
+            group["lr"] = float(group["lr"]) / base * cfg.lr
+            group["initial_lr"] = cfg.lr
+            scheduler.base_lrs[i] = cfg.lr
+        if group["weight_decay"] != cfg.weight_decay:
+            group["weight_decay"] = cfg.weight_decay
 
 
 def for_training(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo, device: torch.device) -> torch.nn.Module:
@@ -271,7 +296,9 @@ class Setup:
     targets: tuple[float, ...]
     model: DecisionModel
     ckpt: Any  # Checkpoint or None
-    graphs: bool = False  # cuda_graphs resolved for this device and backbone: capture the update as a CUDA graph
+    graphs: bool  # cuda_graphs resolved for this device and backbone: capture the update as a CUDA graph
+    state: TrainState  # progress: fresh, or the checkpoint's
+    rng: np.random.Generator  # this rank's batch sampler
 
 
 def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist: DistInfo, store: Any) -> Setup:
@@ -302,9 +329,10 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
         if ckpt is not None:
             check_resume(cfg, ckpt.meta, store, str(run_dir), MODEL_KEYS)
             load_weights(model, ckpt.model, ckpt.path)
-            if dist.is_main:
-                record_changes(run_dir, ckpt.meta["step"], config_changes(ckpt.meta["config"], cfg))
-        setup = Setup(cfg, store, device, run_dir, targets, model, ckpt, graphs)
+        state, rng = start_state(ckpt, cfg, dist, device)  # seeds or restores this rank's RNGs
+        if ckpt is not None and dist.is_main:
+            record_changes(run_dir, ckpt.meta["step"], config_changes(ckpt.meta["config"], cfg))
+        setup = Setup(cfg, store, device, run_dir, targets, model, ckpt, graphs, state, rng)
     except Exception as err:
         error = err
     dist.agree(error)
@@ -335,11 +363,11 @@ def train(
     ``dist``: this rank in an initialised process group (ranks != 0 return {}). ``store``: a loaded TrajectoryStore."""
     dist = dist or DistInfo()
     s = set_up(cfg, Path(run_dir), resume, overwrite, dist, store)
-    cfg, model = s.cfg, s.model
-    optimizer, scheduler, updater, state, rng = start_updates(s, dist)
-    log, saver = open_run_log(s, state, resume, optimizer, scheduler) if dist.is_main else (None, None)
+    cfg, model, state, rng = s.cfg, s.model, s.state, s.rng
     tokens = window_steps(cfg) * model.tokens_per_step * cfg.batch_size * dist.world_size  # per update, all ranks
-    bar = progress_bar(cfg, state.step, log is not None)
+    bar = progress_bar(cfg, state.step, dist.is_main)
+    optimizer, scheduler, updater = start_updates(s, dist)
+    log, saver = open_run_log(s, state, resume, optimizer, scheduler) if dist.is_main else (None, None)
     meter, evaluation, out_of_time = LossMeter(), None, False
     next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min, cfg.eval_at_min)
     stop = Preemption(cfg.requeue_exit_code)  # SIGTERM/SIGUSR1 -> checkpoint at this step, exit (agents/preempt.py)
@@ -402,20 +430,17 @@ def train(
     return finish(s, log, state, evaluation, out_of_time) if log is not None else {}
 
 
-def start_updates(s: Setup, dist: DistInfo) -> tuple[torch.optim.Optimizer, Any, GraphedUpdate, TrainState, Any]:
-    """(optimizer, scheduler, update, progress, sampler RNG) for the first step: fresh, or restored from the
-    checkpoint being resumed. The schedule reads the fraction of ``time_budget_min`` spent from the progress."""
-    live: list[TrainState] = []  # the state, once made: the schedule is built before it
+def start_updates(s: Setup, dist: DistInfo) -> tuple[torch.optim.Optimizer, Any, GraphedUpdate]:
+    """(optimizer, scheduler, update) for the first step: fresh, or the optimizer restored from the checkpoint being
+    resumed. The schedule reads the fraction of ``time_budget_min`` spent from the run's progress."""
 
     def budget_used() -> float:
-        return live[0].budget_used(s.cfg.budget_clock, s.cfg.time_budget_min) if live else 0.0
+        return s.state.budget_used(s.cfg.budget_clock, s.cfg.time_budget_min)
 
-    optimizer, scheduler = make_optimizer(s.model.parameters(), s.cfg, s.graphs, budget_used)
-    state, rng = start_state(s.ckpt, s.cfg, dist, s.device, optimizer, scheduler)  # before the first step (capture)
-    live.append(state)
-    fit_optimizer_to_graphs(optimizer, scheduler, s.graphs)  # a checkpoint may come from a run with the other mode
-    updater = make_updater(for_training(s.model, s.cfg, dist, s.device), s.cfg, optimizer, scheduler, s.graphs)
-    return optimizer, scheduler, updater, state, rng
+    train_model = for_training(s.model, s.cfg, dist, s.device)
+    optimizer, scheduler = make_optimizer(s.model.parameters(), s.cfg, s.graphs, budget_used, saved=s.ckpt)
+    updater = make_updater(train_model, s.cfg, optimizer, scheduler, s.graphs)
+    return optimizer, scheduler, updater
 
 
 def progress_bar(cfg: TrainConfig, start: int, main: bool) -> Any:
