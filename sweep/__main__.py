@@ -3,6 +3,7 @@
 python -m sweep run experiments/equal-time.yaml               # train what is missing, then collect
 python -m sweep collect runs/equal-time --name equal-time --out results/equal-time.csv
 python -m sweep report results/equal-time.csv --baseline attention --out docs/equal-time
+python -m sweep report results/equal-time.csv --baseline attention dt-cpu --out /tmp/r   # the stronger of the two
 python -m sweep report results/a.csv results/b.csv:dt --baseline dt --out /tmp/r   # dt's runs from b
 python -m sweep rescore runs/equal-time --targets data_max      # final weights at the data's best return
 python -m sweep archive runs/equal-time --to /mnt/keep/equal-time   # the runs' records, no weights
@@ -90,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--out", help="the CSV to write (default: results/NAME.csv); the sidecar goes next to it")
     p = sub.add_parser("report", help="tables and plots of one or more tidy CSVs")
     p.add_argument("tables", nargs="+", help="tidy CSVs; PATH:agent1,agent2 takes only those agents' rows")
-    p.add_argument("--baseline", help="the agent the probability of improvement and the time to score compare with")
+    p.add_argument("--baseline", nargs="+", metavar="AGENT",
+                   help="the agent the probability of improvement and the time to score compare with; several: the "
+                   "strongest of them by IQM")  # fmt: skip
     p.add_argument("--out", required=True, help="the folder for report.md, report.json and the plots")
     p.add_argument("--name", help="the report's title (default: the first table's name)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default 2000)")

@@ -31,6 +31,7 @@ updates, so its final scores are the equal-updates comparison.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -101,8 +102,8 @@ def aggregate_table(s: Summary) -> list[str]:
             row.append("–" if a not in poi.index else _interval(*poi.loc[a, ["poi", "lo", "hi"]], digits=2))
         row += [f"{at.loc[a, 'seeds_at']} of {at.loc[a, 'seeds']}", f"{at.loc[a, 'datasets_at']} of "
                 f"{at.loc[a, 'datasets']}"] if a in at.index else ["–", "–"]  # fmt: skip
-        s = speed.loc[a]
-        row.append(f"{s['median']:.0f} ({s['min']:.0f}–{s['max']:.0f}), {s['clock']} clock")
+        v = speed.loc[a]
+        row.append(f"{v['median']:.0f} ({v['min']:.0f}–{v['max']:.0f}), {v['clock']} clock")
         lines.append("| " + " | ".join(row) + " |")
     n = agg["datasets"].iloc[0]
     lines += ["", f"Aggregates over the {n} datasets every agent has, all their runs (seeds) on each: IQM and mean "
@@ -110,6 +111,8 @@ def aggregate_table(s: Summary) -> list[str]:
               f"({reps} replicates, seeds resampled within each dataset)"
               + (f"; P(agent > {baseline}): the probability that a run of the agent scores above a run of "
                  f"{baseline} on the same dataset, averaged over datasets (Agarwal et al., 2021)" if baseline else "")
+              + (f"; {baseline} is the strongest of the baselines {', '.join(s.candidates)} by IQM"
+                 if len(s.candidates) > 1 else "")
               + ". Updates per minute: the runs' final update count over their minutes of update time, median "
               "(min–max)."]  # fmt: skip
     return lines
@@ -244,7 +247,9 @@ def render(s: Summary, df: pd.DataFrame, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_md(df: pd.DataFrame, meta: dict, baseline: str | None, reps: int = 2000, updates: int | None = None) -> str:
+def report_md(
+    df: pd.DataFrame, meta: dict, baseline: str | Sequence[str] | None, reps: int = 2000, updates: int | None = None
+) -> str:
     """report.md of the tidy table ``df`` (arguments as :func:`sweep.summary.summarize`)."""
     return render(summarize(df, baseline, reps, updates), df, meta)
 
@@ -339,7 +344,12 @@ def plot_curves(df: pd.DataFrame, path: Path) -> bool:
 
 
 def write_report(
-    df: pd.DataFrame, meta: dict, baseline: str | None, out: Path, reps: int = 2000, updates: int | None = None
+    df: pd.DataFrame,
+    meta: dict,
+    baseline: str | Sequence[str] | None,
+    out: Path,
+    reps: int = 2000,
+    updates: int | None = None,
 ) -> str:
     """Write report.md, headline.md (:func:`headline_table`), report.json (:func:`sweep.summary.to_json`),
     scores.png, aggregates.png and (with evaluations during training) curves.png into ``out``; the Markdown."""

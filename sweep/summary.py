@@ -4,6 +4,7 @@ and the plots agree and the bootstrap runs once; and those numbers as plain JSON
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -28,25 +29,40 @@ class Summary:
     at_updates: pd.DataFrame | None  # stats.per_dataset of the scores at equal_updates
     at_updates_runs: pd.DataFrame | None  # stats.at_updates: the evaluation each run is read at
     time_to_score: dict | None  # stats.time_to_score; None without a baseline or minutes at evaluations
-    baseline: str | None
+    baseline: str | None  # the strongest of the candidates by IQM
+    candidates: tuple[str, ...]  # the baselines it was chosen from (one: given)
     reps: int
 
 
-def summarize(df: pd.DataFrame, baseline: str | None, reps: int = 2000, updates: int | None = None) -> Summary:
+def strongest(aggregates: pd.DataFrame, candidates: Sequence[str]) -> str:
+    """The candidate with the highest IQM of final scores (ties: the first named): the baseline a report compares
+    every other agent with, so that none is measured against a weaker one than the table holds."""
+    iqm = aggregates.set_index("agent")["iqm"]
+    return max(candidates, key=lambda a: (iqm[a], -candidates.index(a)))
+
+
+def summarize(
+    df: pd.DataFrame, baseline: str | Sequence[str] | None, reps: int = 2000, updates: int | None = None
+) -> Summary:
     """The numbers of a report on the tidy table ``df``: finals at each run's primary target, ``baseline`` the
-    agent the probability of improvement and the time to score compare with, ``reps`` bootstrap replicates,
-    ``updates`` the common update count (default: see :func:`sweep.stats.at_updates`)."""
+    agent the probability of improvement and the time to score compare with (several: the strongest of them by
+    IQM, :func:`strongest`), ``reps`` bootstrap replicates, ``updates`` the common update count (default: see
+    :func:`sweep.stats.at_updates`)."""
     scores = stats.scores_of(df)
     if scores.empty:
         raise ValueError("the table has no final evaluation (eval == 'final') to report")
-    if baseline and baseline not in set(scores["agent"]):
-        raise ValueError(f"no baseline agent {baseline!r} in the table; its agents: {stats.agent_order(scores.agent)}")
+    candidates = (baseline,) if isinstance(baseline, str) else tuple(baseline or ())
+    for b in candidates:
+        if b not in set(scores["agent"]):
+            raise ValueError(f"no baseline agent {b!r} in the table; its agents: {stats.agent_order(scores.agent)}")
     table = stats.per_dataset(scores, LEVEL)
     n, matched = stats.at_updates(df, updates) if (df["eval"] == "train").any() else (None, None)
+    agg = stats.aggregates(scores, reps, LEVEL)
+    baseline = strongest(agg, candidates) if candidates else None
     return Summary(
         scores=scores,
         per_dataset=table,
-        aggregates=stats.aggregates(scores, reps, LEVEL),
+        aggregates=agg,
         improvement=stats.improvement(scores, baseline, reps, LEVEL) if baseline else None,
         at_data=stats.at_data_counts(table),
         speed=stats.updates_per_minute(scores),
@@ -55,6 +71,7 @@ def summarize(df: pd.DataFrame, baseline: str | None, reps: int = 2000, updates:
         at_updates_runs=matched,
         time_to_score=stats.time_to_score(df, baseline) if baseline else None,
         baseline=baseline,
+        candidates=candidates,
         reps=reps,
     )
 
@@ -82,6 +99,7 @@ def to_json(s: Summary, meta: dict) -> dict:
         "commit": meta.get("commit", "unrecorded"),
         "machines": meta.get("machines", []),
         "baseline": s.baseline,
+        "baseline_candidates": list(s.candidates),
         "intervals": {
             "level": LEVEL,
             "per_dataset": "Student-t interval of the mean over seeds (mean ± t_{n-1} s / sqrt(n), s with ddof=1)",

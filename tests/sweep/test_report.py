@@ -65,6 +65,17 @@ def test_report_tables(tmp_path):
         report.report_md(df, meta, "dt")
 
 
+def test_several_baselines_compare_with_the_strongest_by_iqm(tmp_path):
+    df, meta = _matrix(tmp_path / "runs")
+    md = report.report_md(df, meta, ["attention", "mingru"], reps=50)
+    agg = md.split("| agent | IQM")[1]
+    assert "P(agent > mingru) [95 % CI]" in agg and "| attention | " in agg  # mingru's IQM is the higher
+    assert "mingru is the strongest of the baselines attention, mingru by IQM" in agg
+    assert "P(agent > attention)" in report.report_md(df, meta, ["attention"], reps=50)
+    with pytest.raises(ValueError, match="no baseline agent 'dt-cpu'"):
+        report.report_md(df, meta, ["attention", "dt-cpu"])
+
+
 def test_report_command_writes_markdown_and_plots_and_splices(tmp_path, capsys):
     df, meta = _matrix(tmp_path / "runs")
     csv = records.write_table(df, meta, tmp_path / "tiny.csv")
