@@ -80,6 +80,8 @@ def updates_table(table: pd.DataFrame) -> list[str]:
 
 
 def _interval(v: float, lo: float, hi: float, digits: int = 1) -> str:
+    if lo != lo:  # NaN: one run per dataset, no interval (sweep.stats.stratified_bootstrap)
+        return f"{v:.{digits}f} (1 seed)"
     return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 

@@ -102,7 +102,10 @@ def stratified_bootstrap(
     statistic: Callable[..., float], matrices: list[np.ndarray], reps: int = 2000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile interval of ``statistic(*matrices)`` under the stratified bootstrap: in every replicate, each
-    task's (column's) runs of each matrix are resampled with replacement, independently."""
+    task's (column's) runs of each matrix are resampled with replacement, independently. (NaN, NaN) when a matrix
+    has one run per task: resampling it gives the point estimate back, which is no interval at all."""
+    if min(m.shape[0] for m in matrices) < 2:
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     values = np.empty(reps)
     for i in range(reps):

@@ -118,6 +118,14 @@ def test_probability_of_improvement_is_the_mann_whitney_u_over_pairs():
     assert poi.set_index("agent").loc["a", "poi"] == pytest.approx(np.mean(u))
 
 
+def test_one_run_per_task_has_no_bootstrap_interval():
+    one, two = np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
+    assert all(np.isnan(stats.stratified_bootstrap(metrics.aggregate_mean, [one], reps=10)))
+    assert all(np.isnan(stats.stratified_bootstrap(metrics.probability_of_improvement, [two, one], reps=10)))
+    lo, hi = stats.stratified_bootstrap(metrics.aggregate_mean, [two], reps=200)
+    assert lo < 3.0 < hi
+
+
 def test_stratified_bootstrap_resamples_within_each_task():
     m = np.array([[0.0, 10.0], [0.0, 20.0]])  # task 0 never varies; task 1's mean lies in [10, 20]
     lo, hi = stats.stratified_bootstrap(lambda x: x.mean(), [m], reps=500)
