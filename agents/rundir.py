@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -231,6 +232,21 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
+def git_commit(dirty: bool = False) -> str:
+    """The HEAD commit of the checkout this package runs from ("unknown" outside a git checkout); with ``dirty``,
+    "+dirty" appended when tracked files differ from it, so a number is never pinned to code it did not come from."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        return head + ("+dirty" if dirty and git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def results_dict(
     cfg: TrainConfig, evaluation: Evaluation, steps: int, wall_time_s: float, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -255,6 +271,7 @@ def results_dict(
         "batch_size": cfg.batch_size,
         "context_len": cfg.context_len,
         "machine": machine_info(cfg.device),
+        "commit": git_commit(dirty=True),
         "eval_seed": head["seed"],
         "eval_envs": head["n_envs"],
         "per_target": evaluation.per_target,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -37,7 +36,6 @@ import pandas as pd
 import yaml
 
 from envs.scores import normalized_score
-from sweep.experiment import ROOT
 
 COLUMNS = (
     "dataset", "agent", "seed", "eval", "final", "updates", "train_minutes", "clock", "target", "primary",
@@ -135,15 +133,6 @@ def read_run(rd: Path, dataset: str, agent: str, seed: int) -> list[dict]:
     return rows
 
 
-def git_commit() -> str:
-    """This checkout's HEAD commit; "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
-
-
 def _dataset_entry(summary: dict) -> dict:
     keep = ("name", "env_id", "episodes", "transitions", "return_mean", "fingerprint")
     return {k: summary[k] for k in keep if k in summary} | {"data_score": data_score(summary)}
@@ -152,25 +141,36 @@ def _dataset_entry(summary: dict) -> dict:
 def collect(runs: Path, name: str) -> tuple[pd.DataFrame, dict]:
     """The tidy table of every finished run under ``runs`` (OUT/<dataset>/<agent>/seed<k>; stale runs set aside
     under .../stale/ are not read) and its sidecar: name, commit, machines, datasets, when."""
+    from agents.rundir import git_commit  # imports torch: only here, not for reading tables
+
     runs = Path(runs)
     if not runs.is_dir():
         raise FileNotFoundError(f"no runs folder {runs}")
-    rows, machines, datasets = [], set(), {}
+    rows, machines, datasets, commits = [], set(), {}, {}
     for res_path in sorted(runs.glob("*/*/seed*/results.json")):
         rd = res_path.parent
         if not rd.name[4:].isdigit():
             continue
         dataset, agent, seed = rd.parent.parent.name, rd.parent.name, int(rd.name[4:])
         rows += read_run(rd, dataset, agent, seed)
-        machines.add(machine_text(_json(res_path).get("machine")))
+        res = _json(res_path)
+        machines.add(machine_text(res.get("machine")))
+        made_with = res.get("commit", "unrecorded")
+        commits[made_with] = commits.get(made_with, 0) + 1
         summary = _json(rd / "dataset.json")
         if summary:
             datasets.setdefault(dataset, _dataset_entry(summary))
     if not rows:
         raise ValueError(f"no finished run (OUT/<dataset>/<agent>/seed<k>/results.json) under {runs}")
-    meta = {"name": name, "commit": git_commit(), "commit_note": "the checkout's HEAD when the runs were collected",
-            "machines": sorted(machines), "datasets": datasets, "collected": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                       time.gmtime())}  # fmt: skip
+    meta = {
+        "name": name,
+        "commit": git_commit(),
+        "commit_note": "the checkout's HEAD when the runs were collected",
+        "run_commits": dict(sorted(commits.items())),  # results.json "commit": the code each run was made with
+        "machines": sorted(machines),
+        "datasets": datasets,
+        "collected": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     return tidy(rows), meta
 
 

@@ -245,7 +245,13 @@ def render(s: Summary, df: pd.DataFrame, meta: dict) -> str:
     if s.time_to_score:
         lines += time_table(s.time_to_score)
     machines = "; ".join(meta.get("machines", [])) or "unrecorded"
-    lines += ["", f"Machine: {machines}. Commit: {meta.get('commit', 'unrecorded')}."]
+    runs = meta.get("run_commits")
+    made = "; ".join(f"{c[:12]} ({n} runs)" for c, n in runs.items()) if runs else "not recorded"
+    lines += [
+        "",
+        f"Machine: {machines}. Commit: {meta.get('commit', 'unrecorded')}. Code the runs were made with "
+        f'(results.json "commit"; runs made before it was recorded count as unrecorded): {made}.',
+    ]
     return "\n".join(lines) + "\n"
 
 

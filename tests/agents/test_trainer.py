@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ def test_end_to_end(
     assert np.isfinite(on_disk["normalized_score_mean"])
     assert on_disk["batch_size"] == cfg.batch_size and on_disk["machine"]["cores"] >= 1
     assert on_disk["machine"]["torch"] == torch.__version__ and "gpu" not in on_disk["machine"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
+    assert on_disk["commit"].removesuffix("+dirty") == (head.stdout.strip() if head.returncode == 0 else "unknown")
     tb = scalars(run)
     for tag in (
         "train/loss",

@@ -39,6 +39,7 @@ def test_a_run_becomes_one_row_per_evaluation_and_target(tmp_path):
     assert meta["machines"] == ["Test CPU (2 cores), torch 2.13.0, 1 thread(s)"]
     assert meta["datasets"]["hopper-medium"]["data_score"] == pytest.approx(HOPPER_DATA)
     assert len(meta["commit"]) == 40 or meta["commit"] == "unknown"
+    assert meta["run_commits"] == {"unrecorded": 1}  # the fake run's results.json has no "commit"
 
 
 def test_collect_writes_a_csv_and_sidecar_that_read_back(tmp_path):
