@@ -223,7 +223,7 @@ def check_in_sync(ranks: list[dict[str, Any]], step: int) -> None:
 
 
 def restore_rng_states(
-    ckpt: Checkpoint, cfg: TrainConfig, dist: DistInfo, device: torch.device, step: int
+    ckpt: Checkpoint, seed: int, dist: DistInfo, device: torch.device, step: int
 ) -> np.random.Generator:
     """Put back this rank's sampler and torch RNG states from ``ckpt``; returns the sampler.
 
@@ -245,13 +245,13 @@ def restore_rng_states(
             "dropout RNGs re-derived from (seed, rank, step); the run will not match an uninterrupted one exactly",
             file=sys.stderr,
         )
-    torch.manual_seed(derived_seed(cfg.seed, dist.rank, step))
-    return np.random.default_rng(np.random.SeedSequence([cfg.seed, dist.rank, step]))
+    torch.manual_seed(derived_seed(seed, dist.rank, step))
+    return np.random.default_rng(np.random.SeedSequence([seed, dist.rank, step]))
 
 
 def start_state(
     ckpt: Checkpoint | None,
-    cfg: TrainConfig,
+    seed: int,
     dist: DistInfo,
     device: torch.device,
 ) -> tuple[TrainState, np.random.Generator]:
@@ -261,13 +261,13 @@ def start_state(
     (the weights themselves come from rank 0 when DDP wraps the model). The optimizer's state is restored where the
     optimizer is built (``agents.trainer.make_optimizer``).
     """
-    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, dist.rank]))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, dist.rank]))
     if dist.is_distributed:
-        torch.manual_seed(derived_seed(cfg.seed, dist.rank))
+        torch.manual_seed(derived_seed(seed, dist.rank))
     if ckpt is None:
         return TrainState(), rng
     state = TrainState.from_checkpoint(ckpt)
-    return state, restore_rng_states(ckpt, cfg, dist, device, state.step)
+    return state, restore_rng_states(ckpt, seed, dist, device, state.step)
 
 
 class CheckpointWriter:

@@ -329,7 +329,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dist:
         if ckpt is not None:
             check_resume(cfg, ckpt.meta, store, str(run_dir), MODEL_KEYS)
             load_weights(model, ckpt.model, ckpt.path)
-        state, rng = start_state(ckpt, cfg, dist, device)  # seeds or restores this rank's RNGs
+        state, rng = start_state(ckpt, cfg.seed, dist, device)  # seeds or restores this rank's RNGs
         if ckpt is not None and dist.is_main:
             record_changes(run_dir, ckpt.meta["step"], config_changes(ckpt.meta["config"], cfg))
         setup = Setup(cfg, store, device, run_dir, targets, model, ckpt, graphs, state, rng)

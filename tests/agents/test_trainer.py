@@ -293,10 +293,10 @@ def test_resume_on_another_world_size_rederives_rngs(
     train(cfg, tmp_path / "r")
     ckpt = load_checkpoint(tmp_path / "r")
     assert ckpt.meta["world_size"] == 1 and set(ckpt.rng) == {"torch_cpu.0"}
-    rng = restore_rng_states(ckpt, cfg, DistInfo(), torch.device("cpu"), 4)
+    rng = restore_rng_states(ckpt, cfg.seed, DistInfo(), torch.device("cpu"), 4)
     assert rng is not None and rng.bit_generator.state == ckpt.meta["sampler_rng_per_rank"][0]
     ckpt.meta["world_size"] = 2
-    rng = restore_rng_states(ckpt, cfg, DistInfo(), torch.device("cpu"), 4)
+    rng = restore_rng_states(ckpt, cfg.seed, DistInfo(), torch.device("cpu"), 4)
     want = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0, 4]))
     assert rng.bit_generator.state == want.bit_generator.state
     assert "checkpoint written by 2 process(es), resuming on 1" in capsys.readouterr().err
