@@ -295,7 +295,7 @@ class Setup:
     run_dir: Path
     targets: tuple[float, ...]
     model: DecisionModel
-    ckpt: Any  # Checkpoint or None
+    ckpt: Checkpoint | None  # the checkpoint being resumed
     graphs: bool  # cuda_graphs resolved for this device and backbone: capture the update as a CUDA graph
     state: TrainState  # progress: fresh, or the checkpoint's
     rng: np.random.Generator  # this rank's batch sampler
@@ -371,9 +371,9 @@ def train(
     meter, evaluation, out_of_time = LossMeter(), None, False
     next_eval_min = next_time_eval(state.clock_min(cfg.budget_clock), cfg.eval_every_min, cfg.eval_at_min)
     stop = Preemption(cfg.requeue_exit_code)  # SIGTERM/SIGUSR1 -> checkpoint at this step, exit (agents/preempt.py)
-    ckpt = Checkpointer(rng, s.device, model, dist, saver)  # a collective: every rank calls it (agents/resume.py)
+    checkpointer = Checkpointer(rng, s.device, model, dist, saver)  # every rank calls it (agents/resume.py)
     if state.step == 0:  # a checkpoint from the start: a run directory is always one --resume accepts
-        ckpt.save(state)
+        checkpointer.save(state)
     model.train()
     with stop if threading.current_thread() is threading.main_thread() else contextlib.nullcontext(stop):
         while state.step < cfg.steps and not out_of_time:
@@ -395,7 +395,7 @@ def train(
                 used_min >= next_eval_min,
             )
             if preempted:
-                ckpt.save_and_exit(stop, state, log)
+                checkpointer.save_and_exit(stop, state, log)
             final = step == cfg.steps or out_of_time  # the last update: final evaluation and checkpoint
 
             # log (the loss is averaged over the ranks: every rank takes part)
@@ -415,17 +415,17 @@ def train(
             if not (eval_due or save_due):
                 continue
             if final:  # saved before the final evaluation, which may be long, fail or be interrupted
-                ckpt.save(state)
-            # evaluate (rank 0; the other ranks wait in ckpt.save below); the final one with final_eval_episodes
+                checkpointer.save(state)
+            # evaluate (rank 0; the others wait in checkpointer.save below); the final one with final_eval_episodes
             improved = False
             if log is not None and eval_due:
                 with meter.paused():
                     evaluation, improved = evaluate_and_log(s, log, state, step, final, stop, bar.write)
 
             # checkpoint (also whenever the evaluation score improved, so that "best" holds those weights)
-            ckpt.save(state, save=bool(save_due) and not final, best=improved)
+            checkpointer.save(state, save=bool(save_due) and not final, best=improved)
         if dist.any_rank(stop.requested)[0]:  # a signal during the final evaluation or checkpoint
-            ckpt.save_and_exit(stop, state, log)
+            checkpointer.save_and_exit(stop, state, log)
     bar.close()
     return finish(s, log, state, evaluation, out_of_time) if log is not None else {}
 

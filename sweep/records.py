@@ -30,6 +30,7 @@ import json
 import math
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -146,7 +147,7 @@ def collect(runs: Path, name: str) -> tuple[pd.DataFrame, dict]:
     runs = Path(runs)
     if not runs.is_dir():
         raise FileNotFoundError(f"no runs folder {runs}")
-    rows, machines, datasets, commits = [], set(), {}, {}
+    rows, machines, datasets, commits = [], set(), {}, Counter()
     for res_path in sorted(runs.glob("*/*/seed*/results.json")):
         rd = res_path.parent
         if not rd.name[4:].isdigit():
@@ -155,8 +156,7 @@ def collect(runs: Path, name: str) -> tuple[pd.DataFrame, dict]:
         rows += read_run(rd, dataset, agent, seed)
         res = _json(res_path)
         machines.add(machine_text(res.get("machine")))
-        made_with = res.get("commit", "unrecorded")
-        commits[made_with] = commits.get(made_with, 0) + 1
+        commits[res.get("commit", "unrecorded")] += 1
         summary = _json(rd / "dataset.json")
         if summary:
             datasets.setdefault(dataset, _dataset_entry(summary))

@@ -80,7 +80,7 @@ def updates_table(table: pd.DataFrame) -> list[str]:
 
 
 def _interval(v: float, lo: float, hi: float, digits: int = 1) -> str:
-    if lo != lo:  # NaN: one run per dataset, no interval (sweep.stats.stratified_bootstrap)
+    if pd.isna(lo):  # one run per dataset: no interval (sweep.stats.stratified_bootstrap)
         return f"{v:.{digits}f} (1 seed)"
     return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
@@ -245,14 +245,20 @@ def render(s: Summary, df: pd.DataFrame, meta: dict) -> str:
     if s.time_to_score:
         lines += time_table(s.time_to_score)
     machines = "; ".join(meta.get("machines", [])) or "unrecorded"
-    runs = meta.get("run_commits")
-    made = "; ".join(f"{c[:12]} ({n} runs)" for c, n in runs.items()) if runs else "not recorded"
+    runs = meta.get("run_commits") or {}
+    made = "; ".join(f"{_short_commit(c)} ({n} runs)" for c, n in runs.items()) or "not recorded"
     lines += [
         "",
         f"Machine: {machines}. Commit: {meta.get('commit', 'unrecorded')}. Code the runs were made with "
         f'(results.json "commit"; runs made before it was recorded count as unrecorded): {made}.',
     ]
     return "\n".join(lines) + "\n"
+
+
+def _short_commit(commit: str) -> str:
+    """A commit as the report prints it: 12 hex digits, keeping a "+dirty" mark (agents.rundir.git_commit)."""
+    sha, plus, mark = commit.partition("+")
+    return sha[:12] + plus + mark
 
 
 def report_md(

@@ -37,8 +37,7 @@ class Summary:
 def strongest(aggregates: pd.DataFrame, candidates: Sequence[str]) -> str:
     """The candidate with the highest IQM of final scores (ties: the first named): the baseline a report compares
     every other agent with, so that none is measured against a weaker one than the table holds."""
-    iqm = aggregates.set_index("agent")["iqm"]
-    return max(candidates, key=lambda a: (iqm[a], -candidates.index(a)))
+    return max(candidates, key=aggregates.set_index("agent")["iqm"].get)
 
 
 def summarize(
@@ -52,8 +51,9 @@ def summarize(
     if scores.empty:
         raise ValueError("the table has no final evaluation (eval == 'final') to report")
     candidates = (baseline,) if isinstance(baseline, str) else tuple(baseline or ())
+    agents = set(scores["agent"])
     for b in candidates:
-        if b not in set(scores["agent"]):
+        if b not in agents:
             raise ValueError(f"no baseline agent {b!r} in the table; its agents: {stats.agent_order(scores.agent)}")
     table = stats.per_dataset(scores, LEVEL)
     n, matched = stats.at_updates(df, updates) if (df["eval"] == "train").any() else (None, None)

@@ -110,7 +110,7 @@ def test_report_command_writes_markdown_and_plots_and_splices(tmp_path, capsys):
     assert cells[("walker2d-medium", "mingru")]["std"] is None  # one seed: no sample std
     assert numbers["baseline"] == "attention" and "Student-t" in numbers["intervals"]["per_dataset"]
     (poi,) = numbers["improvement"]
-    assert poi["agent"] == "mingru" and poi["lo"] is None is poi["hi"]  # seed 0 alone ran on both: no interval
+    assert poi["agent"] == "mingru" and poi["lo"] is None and poi["hi"] is None  # seed 0 alone ran on both: no interval
     assert numbers["equal_updates"]["updates"] == 1000 and len(numbers["equal_updates"]["runs"]) == 7
     page.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="no <!-- tiny -->"):
