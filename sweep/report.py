@@ -20,7 +20,7 @@ report.md holds, in order:
 Equal updates, two ways:
 
     python -m sweep report results/equal-time.csv --baseline attention --updates 1000 --out /tmp/r
-    python -m sweep run experiments/equal-updates.yaml      # every agent trained to the same 3000 updates
+    python -m sweep run experiments/equal-updates.yaml      # every agent trained to the same 1,250 updates
     python -m sweep report runs/equal-updates/equal-updates.csv --baseline attention --out /tmp/equal-updates
 
 The first reads a time-budgeted sweep's evaluations during training, which fall on each run's own schedule (the
