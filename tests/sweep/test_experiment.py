@@ -3,6 +3,8 @@ them (read back through run_rl's own config resolution), and clear errors for wh
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
@@ -33,6 +35,23 @@ def test_equal_time_dt_keeps_dts_recipe_and_shares_the_budget():
     assert mingru.time_budget_min == 4 and tuple(mingru.eval_at_min) == (0.25, 0.5)
     _, dt_cpu = _config(exp, "dt-cpu")
     assert (dt_cpu.layout, dt_cpu.rtg_embed, dt_cpu.lr) == ("interleaved", "joint", mingru.lr)  # its own set wins
+
+
+def test_equal_updates_reuses_dt_cpus_equal_time_runs_and_trains_the_others_to_a_fixed_count():
+    """experiments/equal-updates.yaml says dt-cpu's runs there are its equal-time runs: the two experiments must
+    resolve dt-cpu to the same config. The others train 1,250 steps with no time budget, so the schedule's decay
+    runs over the steps and every run ends at exactly that count."""
+    equal_time = load_experiment(ROOT / "experiments" / "equal-time.yaml")
+    equal_updates = load_experiment(ROOT / "experiments" / "equal-updates.yaml")
+    for dataset in ("hopper-medium", "halfcheetah-medium-expert"):
+        _, timed = _config(equal_time, "dt-cpu", dataset)
+        _, reused = _config(equal_updates, "dt-cpu", dataset)
+        assert dataclasses.asdict(reused) == dataclasses.asdict(timed)
+    for agent in ("attention", "mingru", "minlstm"):
+        _, timed = _config(equal_time, agent)
+        _, counted = _config(equal_updates, agent)
+        assert (counted.steps, counted.time_budget_min, counted.lr_schedule) == (1250, 0, "wsd")
+        assert (counted.backbone, counted.layout, counted.lr) == (timed.backbone, timed.layout, timed.lr)
 
 
 def test_an_agents_own_configs_and_set_go_last(tmp_path):
