@@ -66,8 +66,8 @@ def _report(a: argparse.Namespace) -> None:
         report.splice(Path(f), md, a.splice_name)
         print(f"updated the block <!-- {a.splice_name} --> in {f}")
     for f in a.headline:
-        report.splice(Path(f), (Path(a.out) / "headline.md").read_text(), "HEADLINE")
-        print(f"updated the block <!-- HEADLINE --> in {f}")
+        report.splice(Path(f), (Path(a.out) / "headline.md").read_text(), a.headline_name)
+        print(f"updated the block <!-- {a.headline_name} --> in {f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--headline", action="append", default=[], metavar="FILE",
                    help="also replace the block <!-- HEADLINE --> ... <!-- /HEADLINE --> of FILE (e.g. README.md) "
                    "with headline.md: the compact table")  # fmt: skip
+    p.add_argument("--headline-name", default="HEADLINE", metavar="NAME",
+                   help="the block --headline replaces (a page with two compact tables names them apart)")  # fmt: skip
     q = sub.add_parser("rescore", help="evaluate every finished run's final weights again at other targets")
     q.add_argument("runs")
     q.add_argument("--targets", nargs="+", required=True,

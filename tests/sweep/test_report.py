@@ -76,6 +76,21 @@ def test_several_baselines_compare_with_the_strongest_by_iqm(tmp_path):
         report.report_md(df, meta, ["attention", "dt-cpu"])
 
 
+def test_headline_name_puts_the_compact_table_in_a_named_block(tmp_path, capsys):
+    """--headline-name: a results page keeps a second sweep's compact table in a block of its own."""
+    df, meta = _matrix(tmp_path / "runs")
+    csv = records.write_table(df, meta, tmp_path / "tiny.csv")
+    page = tmp_path / "RESULTS.md"
+    page.write_text("# R\n<!-- HEADLINE -->\nkeep\n<!-- /HEADLINE -->\n<!-- second -->\nold\n<!-- /second -->\n")
+    out = tmp_path / "report"
+    main(["report", str(csv), "--baseline", "attention", "--out", str(out), "--reps", "100", "--headline", str(page),
+          "--headline-name", "second"])  # fmt: skip
+    head = (out / "headline.md").read_text().strip()
+    kept = "# R\n<!-- HEADLINE -->\nkeep\n<!-- /HEADLINE -->\n"
+    assert page.read_text() == f"{kept}<!-- second -->\n{head}\n<!-- /second -->\n"
+    assert "updated the block <!-- second -->" in capsys.readouterr().out
+
+
 def test_report_command_writes_markdown_and_plots_and_splices(tmp_path, capsys):
     df, meta = _matrix(tmp_path / "runs")
     csv = records.write_table(df, meta, tmp_path / "tiny.csv")
