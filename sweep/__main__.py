@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="also replace the block <!-- NAME --> ... <!-- /NAME --> of FILE with report.md")  # fmt: skip
     p.add_argument("--splice-name", default="sweep-table", metavar="NAME", help="the block --splice replaces")
     p.add_argument("--headline", action="append", default=[], metavar="FILE",
-                   help="also replace the block <!-- HEADLINE --> ... <!-- /HEADLINE --> of FILE (e.g. README.md) "
-                   "with headline.md: the compact table")  # fmt: skip
+                   help="also replace the block <!-- NAME --> ... <!-- /NAME --> of FILE (e.g. README.md) with "
+                   "headline.md, the compact table (NAME: --headline-name, default HEADLINE)")  # fmt: skip
     p.add_argument("--headline-name", default="HEADLINE", metavar="NAME",
                    help="the block --headline replaces (a page with two compact tables names them apart)")  # fmt: skip
     q = sub.add_parser("rescore", help="evaluate every finished run's final weights again at other targets")
