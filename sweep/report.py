@@ -108,11 +108,17 @@ def aggregate_table(s: Summary) -> list[str]:
         row.append(f"{v['median']:.0f} ({v['min']:.0f}–{v['max']:.0f}), {v['clock']} clock")
         lines.append("| " + " | ".join(row) + " |")
     n = agg["datasets"].iloc[0]
-    lines += ["", f"Aggregates over the {n} datasets every agent has, all their runs (seeds) on each: IQM and mean "
-              "of the final scores (rliable.metrics) with 95 % percentile stratified-bootstrap intervals "
-              f"({reps} replicates, seeds resampled within each dataset)"
+    seeds = agg["seeds"].astype(int)
+    pooled = ", ".join(f"{a} {k}" for a, k in seeds.items()) if seeds.nunique() > 1 else f"{seeds.iloc[0]} each"
+    most = s.per_dataset.groupby("agent")["n"].max()
+    ragged = any(most[a] > k for a, k in seeds.items())
+    lines += ["", f"Aggregates over the {n} datasets every agent has: IQM and mean of the final scores "
+              f"(rliable.metrics) over the seeds an agent has on every one of them ({pooled}"
+              + (", so a dataset's extra seeds count only in its own row and in P" if ragged else "") + "), with 95 % "
+              f"percentile stratified-bootstrap intervals ({reps} replicates, seeds resampled within each dataset)"
               + (f"; P(agent > {baseline}): the probability that a run of the agent scores above a run of "
-                 f"{baseline} on the same dataset, averaged over datasets (Agarwal et al., 2021)" if baseline else "")
+                 f"{baseline} on the same dataset, from every seed each has there, averaged over datasets "
+                 "(Agarwal et al., 2021)" if baseline else "")
               + (f"; {baseline} is the strongest of the baselines {', '.join(s.candidates)} by IQM"
                  if len(s.candidates) > 1 else "")
               + ". Updates per minute: the runs' final update count over their minutes of update time, median "

@@ -7,6 +7,10 @@ interquartile mean and the mean over all runs, and the probability of improvemen
 intervals are rliable's percentile stratified bootstrap (rliable/library.py ``StratifiedBootstrap``: each task's runs
 resampled with replacement, independently per task), written out here because rliable.library needs arch, whose 7.x
 releases (the ones rliable accepts) do not import under pandas 3.
+
+A sweep may give some datasets more seeds than others (5 where seeds split, 3 elsewhere). The IQM and mean pool runs,
+so an extra seed would weigh its dataset more: they use the seeds every dataset has. The probability of improvement
+is a per-dataset count averaged over datasets, so it uses every seed each dataset has.
 """
 
 from __future__ import annotations
@@ -98,22 +102,43 @@ def score_matrix(scores: pd.DataFrame, agent: str, datasets: list[str]) -> np.nd
     return table.loc[seeds, list(datasets)].to_numpy(float)
 
 
+def score_columns(scores: pd.DataFrame, agent: str, datasets: list[str]) -> list[np.ndarray]:
+    """Per dataset of ``datasets``, the scores of every seed ``agent`` has on it (by seed): runs per task that may
+    differ between tasks."""
+    mine = scores[scores["agent"] == agent].sort_values("seed")
+    return [mine.loc[mine["dataset"] == d, "score"].to_numpy(float) for d in datasets]
+
+
+def probability_of_improvement(xs: list[np.ndarray], ys: list[np.ndarray]) -> float:
+    """P(X > Y) + P(X = Y) / 2 per task, averaged over tasks, from each task's own runs ``xs[t]`` and ``ys[t]``:
+    rliable.metrics.probability_of_improvement task by task, since it takes one run count for every task."""
+    return float(np.mean([metrics.probability_of_improvement(x[:, None], y[:, None]) for x, y in zip(xs, ys)]))
+
+
+def _resample(sample: np.ndarray | list[np.ndarray], rng: np.random.Generator) -> np.ndarray | list[np.ndarray]:
+    if isinstance(sample, np.ndarray):  # (runs, tasks)
+        return np.take_along_axis(sample, rng.integers(0, sample.shape[0], size=sample.shape), axis=0)
+    return [runs[rng.integers(0, len(runs), size=len(runs))] for runs in sample]
+
+
 def stratified_bootstrap(
-    statistic: Callable[..., float], matrices: list[np.ndarray], reps: int = 2000, level: float = 0.95, seed: int = 0
+    statistic: Callable[..., float],
+    matrices: list[np.ndarray | list[np.ndarray]],
+    reps: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile interval of ``statistic(*matrices)`` under the stratified bootstrap: in every replicate, each
-    task's (column's) runs of each matrix are resampled with replacement, independently. (NaN, NaN) when a matrix
-    has one run per task: resampling it gives the point estimate back, which is no interval at all."""
-    if min(m.shape[0] for m in matrices) < 2:
+    task's runs of each argument are resampled with replacement, independently. An argument is a (runs, tasks)
+    matrix (rliable's layout) or a list of per-task run arrays of any lengths. (NaN, NaN) when some task has one
+    run: resampling it gives the point estimate back, which is no interval at all."""
+    fewest = [m.shape[0] if isinstance(m, np.ndarray) else min(map(len, m)) for m in matrices]
+    if min(fewest) < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     values = np.empty(reps)
     for i in range(reps):
-        resampled = []
-        for m in matrices:
-            rows = rng.integers(0, m.shape[0], size=m.shape)
-            resampled.append(np.take_along_axis(m, rows, axis=0))
-        values[i] = statistic(*resampled)
+        values[i] = statistic(*(_resample(m, rng) for m in matrices))
     lo, hi = np.percentile(values, [50 - 50 * level, 50 + 50 * level])
     return float(lo), float(hi)
 
@@ -126,13 +151,14 @@ def common_datasets(scores: pd.DataFrame, agents: list[str]) -> list[str]:
 
 def aggregates(scores: pd.DataFrame, reps: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Per agent, over the datasets every agent has: IQM and mean over runs (rliable.metrics) with stratified-
-    bootstrap intervals, and the runs and datasets they cover."""
+    bootstrap intervals, and the runs, seeds and datasets they cover. The runs are the seeds the agent has on every
+    one of those datasets (:func:`score_matrix`), so each dataset weighs the same."""
     agents = agent_order(scores["agent"])
     datasets = common_datasets(scores, agents)
     out = []
     for a in agents:
         m = score_matrix(scores, a, datasets)
-        row = {"agent": a, "runs": m.size, "datasets": len(datasets)}
+        row = {"agent": a, "runs": m.size, "seeds": m.shape[0], "datasets": len(datasets)}
         for name, fn in (("iqm", metrics.aggregate_iqm), ("mean", metrics.aggregate_mean)):
             row[name] = float(fn(m))
             row[f"{name}_lo"], row[f"{name}_hi"] = stratified_bootstrap(fn, [m], reps, level, seed)
@@ -144,7 +170,8 @@ def improvement(
     scores: pd.DataFrame, baseline: str, reps: int = 2000, level: float = 0.95, seed: int = 0
 ) -> pd.DataFrame:
     """Probability of improvement of every other agent over ``baseline`` (rliable.metrics: P(X > Y) per dataset from
-    the Mann-Whitney U statistic, averaged over the datasets both have), with a stratified-bootstrap interval."""
+    the Mann-Whitney U statistic over every seed each has there, averaged over the datasets both have), with a
+    stratified-bootstrap interval."""
     if baseline not in set(scores["agent"]):
         raise ValueError(f"no baseline agent {baseline!r} in the table; its agents: {agent_order(scores['agent'])}")
     out = []
@@ -152,10 +179,11 @@ def improvement(
         if a == baseline:
             continue
         datasets = common_datasets(scores, [a, baseline])
-        x, y = score_matrix(scores, a, datasets), score_matrix(scores, baseline, datasets)
-        poi = float(metrics.probability_of_improvement(x, y))
-        lo, hi = stratified_bootstrap(metrics.probability_of_improvement, [x, y], reps, level, seed)
-        out.append({"agent": a, "baseline": baseline, "poi": poi, "lo": lo, "hi": hi, "datasets": len(datasets)})
+        x, y = score_columns(scores, a, datasets), score_columns(scores, baseline, datasets)
+        poi = probability_of_improvement(x, y)
+        lo, hi = stratified_bootstrap(probability_of_improvement, [x, y], reps, level, seed)
+        out.append({"agent": a, "baseline": baseline, "poi": poi, "lo": lo, "hi": hi, "datasets": len(datasets),
+                    "runs": sum(map(len, x)), "baseline_runs": sum(map(len, y))})  # fmt: skip
     return pd.DataFrame(out)
 
 

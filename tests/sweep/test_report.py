@@ -38,6 +38,9 @@ def test_report_tables(tmp_path):
     assert "P(agent > attention) [95 % CI]" in agg
     assert "| mingru | " in agg and "| 2 of 4 | 1 of 2 | 1000 (1000–1000), cpu clock |" in agg
     assert "| attention | " in agg and "| – | 0 of 3 | 0 of 2 | 500 (500–1000), cpu clock |" in agg
+    # Seed 0 is the one each agent has on both datasets: the IQM pools it alone; P uses hopper's other seeds too.
+    assert "over the seeds an agent has on every one of them (1 each, so a dataset's extra seeds count" in agg
+    assert "from every seed each has there" in agg
     # Per dataset and agent, the final updates and updates per CPU-minute: 3000 in 3 (mingru) and 6 (attention).
     assert "| hopper-medium | 3000 (500/min, cpu) | 3000 (1000/min, cpu) |" in md
     assert "| walker2d-medium | 1000 (1000/min, cpu) | 1000 (1000/min, cpu) |" in md

@@ -176,3 +176,33 @@ def test_time_to_score_by_hand(tmp_path):
     assert avg["mingru"]["ratio"] == {"ratio": pytest.approx((2 / 4 + 3 / 5) / 2), "datasets": 2}
     assert avg["dt"]["ratio"] == {"ratio": 1.0, "datasets": 2}
     assert avg["minlstm"]["to_data"] == {"minutes": None, "datasets": 0, "of": 1}
+
+
+def test_more_seeds_on_some_datasets():
+    """5 seeds on d1 and 3 on d2: the IQM and mean pool the 3 seeds both have, so d1 does not weigh more; the
+    probability of improvement counts every pair on each dataset, averaged over the two."""
+    table = {("d1", "a"): [1.0, 2.0, 3.0, 4.0, 5.0], ("d2", "a"): [10.0, 20.0, 30.0],
+             ("d1", "b"): [0.0, 2.0, 6.0, 6.0, 6.0], ("d2", "b"): [15.0, 15.0, 15.0]}  # fmt: skip
+    scores = _scores(table, {"d1": 0.0, "d2": 0.0})
+    agg = stats.aggregates(scores, reps=100).set_index("agent")
+    assert agg.loc["a", ["runs", "seeds"]].tolist() == [6, 3]
+    assert agg.loc["a", "mean"] == pytest.approx(np.mean([1.0, 2.0, 3.0, 10.0, 20.0, 30.0]))
+    poi = stats.improvement(scores, "b", reps=100).set_index("agent").loc["a"]
+    d1 = np.mean([(x > y) + 0.5 * (x == y) for x in table["d1", "a"] for y in table["d1", "b"]])
+    assert d1 == pytest.approx(8.5 / 25)
+    assert poi["poi"] == pytest.approx((d1 + 2 / 3) / 2)
+    assert poi[["runs", "baseline_runs"]].tolist() == [8, 8]
+
+
+def test_stratified_bootstrap_of_runs_of_different_lengths_matches_the_exact_enumeration():
+    """Per-task run arrays of different lengths (3 runs against 4) are resampled each at its own length: the
+    percentile interval of P(X > Y) agrees with the exact one over all 27 x 256 resamples."""
+    x, y = [np.array([3.0, 5.0, 8.0])], [np.array([2.0, 5.0, 9.0, 4.0])]
+    xs = x[0][np.array(list(itertools.product(range(3), repeat=3)))][:, None, :, None]  # (27, 1, 3, 1)
+    ys = y[0][np.array(list(itertools.product(range(4), repeat=4)))][None, :, None, :]  # (1, 256, 1, 4)
+    exact = ((xs > ys) + 0.5 * (xs == ys)).mean(axis=(2, 3)).ravel()  # every pair counted, per resample
+    assert stats.probability_of_improvement(x, y) == pytest.approx(_poi(x[0][:, None], y[0][:, None]))
+    lo, hi = stats.stratified_bootstrap(stats.probability_of_improvement, [x, y], reps=2000)
+    assert _is_quantile(exact, lo, 0.025) and _is_quantile(exact, hi, 0.975), (lo, hi)
+    assert not _is_quantile(exact, lo, 0.1) and not _is_quantile(exact, hi, 0.9)
+    assert all(np.isnan(stats.stratified_bootstrap(stats.probability_of_improvement, [x, [y[0][:1]]], reps=10)))
