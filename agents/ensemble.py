@@ -1,7 +1,8 @@
 """Train N seeds of one config as one batched model, so that one process fills a GPU.
 
 A Decision agent at DT's sizes (dim 128, batch 64, K=20) leaves an H200 mostly idle: each update is launch-bound
-(docs/RESULTS.md §4.1). N seeds stacked along a new leading dimension run the same kernels once on N times the data.
+(docs/RESULTS.md, "Speed and memory"). N seeds stacked along a new leading dimension run the same kernels once on N
+times the data.
 
 How (PyTorch "Model ensembling" tutorial, https://pytorch.org/tutorials/intermediate/ensembling.html):
 

@@ -1,8 +1,8 @@
 """A training update and a recurrent acting step replayed from CUDA graphs, so that launch overhead is paid once.
 
 At DT's sizes (K=20, batch 64, dim 128) one Decision-agent update is ~300 small kernels; on an H200 it costs
-10-15 ms whatever the backbone (docs/RESULTS.md §4.1), i.e. launch-bound. A CUDA graph records the kernels of one
-update once and replays them with one launch (PyTorch "CUDA Graphs", whole-network capture:
+10-15 ms whatever the backbone (docs/RESULTS.md, "Speed and memory"), i.e. launch-bound. A CUDA graph records the
+kernels of one update once and replays them with one launch (PyTorch "CUDA Graphs", whole-network capture:
 https://pytorch.org/docs/stable/notes/cuda.html#whole-network-capture). We use ``torch.cuda.graphs`` directly rather
 than ``torch.compile(mode="reduce-overhead")``: no compile time per config, no recompiles, and the same Python code
 runs eagerly on the CPU, where the tests check it.

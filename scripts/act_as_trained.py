@@ -1,4 +1,4 @@
-"""The training-regime × acting-mode table of docs/RESULTS.md §9 from its tidy results.
+"""The training-regime × acting-mode table of docs/RESULTS.md ("Training regime and acting mode") from its tidy results.
 
     python -m sweep collect runs/act-win --name act-win --out /tmp/win.csv   # and runs/act-mixed, runs/act-segments
     python scripts/act_as_trained.py results/act-as-trained.csv

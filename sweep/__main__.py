@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -60,10 +61,11 @@ def _report(a: argparse.Namespace) -> None:
     meta = {**parts[0][1], "name": a.name or parts[0][1].get("name", "")}
     meta["machines"] = sorted({m for _, m_ in parts for m in m_.get("machines", [])})
     meta["commit"] = ", ".join(dict.fromkeys(m_.get("commit", "unrecorded") for _, m_ in parts))
-    md = report.write_report(df, meta, a.baseline, Path(a.out), a.reps, a.updates)
+    s = report.write_report(df, meta, a.baseline, Path(a.out), a.reps, a.updates)
     print(f"wrote {a.out}/report.md, report.json and the plots")
     for f in a.splice:
-        report.splice(Path(f), md, a.splice_name)
+        full = os.path.relpath(Path(a.out) / "report.md", Path(f).resolve().parent)
+        report.splice(Path(f), report.render(s, df, meta, full_report=full), a.splice_name)
         print(f"updated the block <!-- {a.splice_name} --> in {f}")
     for f in a.headline:
         report.splice(Path(f), (Path(a.out) / "headline.md").read_text(), a.headline_name)
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="read the equal-updates table at each run's last evaluation at or before N updates "
                    "(default: the smallest final update count of any run)")  # fmt: skip
     p.add_argument("--splice", action="append", default=[], metavar="FILE",
-                   help="also replace the block <!-- NAME --> ... <!-- /NAME --> of FILE with report.md")  # fmt: skip
+                   help="also replace the block <!-- NAME --> ... <!-- /NAME --> of FILE with report.md's first two "
+                   "sections (per dataset, aggregates) and a link to the rest")  # fmt: skip
     p.add_argument("--splice-name", default="sweep-table", metavar="NAME", help="the block --splice replaces")
     p.add_argument("--headline", action="append", default=[], metavar="FILE",
                    help="also replace the block <!-- NAME --> ... <!-- /NAME --> of FILE (e.g. README.md) with "

@@ -17,6 +17,9 @@ report.md holds, in order:
 4. every other evaluation of the final weights (RUN/evals/NAME: another acting mode, other targets) beside the final;
 5. the final score at each target; 6. minutes to the data's score and to the baseline's final score.
 
+A results page splices in the brief version (``render(..., full_report=LINK)``, ``--splice``): sections 1-2, the
+machine, and a link to report.md for the rest.
+
 Equal updates, two ways:
 
     python -m sweep report results/equal-time.csv --baseline attention --updates 1000 --out /tmp/r
@@ -229,14 +232,36 @@ def headline_table(s: Summary) -> list[str]:
     return lines
 
 
-def render(s: Summary, df: pd.DataFrame, meta: dict) -> str:
-    """The whole report.md (see the module docstring) from the numbers ``s`` of the table ``df``."""
+def render(s: Summary, df: pd.DataFrame, meta: dict, full_report: str | None = None) -> str:
+    """The whole report.md (see the module docstring) from the numbers ``s`` of the table ``df``; with
+    ``full_report`` (a link to report.md), the brief version a results page splices in: sections 1 and 2, a line
+    pointing at the full report for sections 3-6, and the machine."""
     lines = [f"Final score per dataset{' (' + meta['name'] + ')' if meta.get('name') else ''}:", "",
              *dataset_table(s.per_dataset), "",
              "Each cell: D4RL-normalised score of the final evaluation at the primary target, mean ± sample std "
              "(ddof=1) over seeds [95 % Student-t interval] · seeds at or above the data's score. data: the "
              "behaviour data's mean episode return, normalised.", *updates_table(s.per_dataset), "",
              *aggregate_table(s)]  # fmt: skip
+    if full_report is None:
+        lines += _details(s, df)
+    else:
+        link = f"[{Path(full_report).name}]({full_report})"
+        lines += ["", "The equal-updates reading of the evaluations during training, the final score at each target "
+                  f"and the minutes to a score are in the full report, {link}."]  # fmt: skip
+    machines = "; ".join(meta.get("machines", [])) or "unrecorded"
+    runs = meta.get("run_commits") or {}
+    made = "; ".join(f"{_short_commit(c)} ({n} runs)" for c, n in runs.items()) or "not recorded"
+    lines += [
+        "",
+        f"Machine: {machines}. Commit: {meta.get('commit', 'unrecorded')}. Code the runs were made with "
+        f'(results.json "commit"; runs made before it was recorded count as unrecorded): {made}.',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _details(s: Summary, df: pd.DataFrame) -> list[str]:
+    """Sections 3-6 of report.md: equal updates, the other evaluations, each target, the minutes to a score."""
+    lines = []
     if s.equal_updates is not None:
         got = s.at_updates_runs.groupby("agent")["updates"]
         used = ", ".join(f"{a} {got.median()[a]:.0f} ({got.min()[a]}–{got.max()[a]})"
@@ -250,15 +275,7 @@ def render(s: Summary, df: pd.DataFrame, meta: dict) -> str:
     lines += extra_evals_table(df) + target_table(df)
     if s.time_to_score:
         lines += time_table(s.time_to_score)
-    machines = "; ".join(meta.get("machines", [])) or "unrecorded"
-    runs = meta.get("run_commits") or {}
-    made = "; ".join(f"{_short_commit(c)} ({n} runs)" for c, n in runs.items()) or "not recorded"
-    lines += [
-        "",
-        f"Machine: {machines}. Commit: {meta.get('commit', 'unrecorded')}. Code the runs were made with "
-        f'(results.json "commit"; runs made before it was recorded count as unrecorded): {made}.',
-    ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _short_commit(commit: str) -> str:
@@ -370,20 +387,20 @@ def write_report(
     out: Path,
     reps: int = 2000,
     updates: int | None = None,
-) -> str:
+) -> Summary:
     """Write report.md, headline.md (:func:`headline_table`), report.json (:func:`sweep.summary.to_json`),
-    scores.png, aggregates.png and (with evaluations during training) curves.png into ``out``; the Markdown."""
+    scores.png, aggregates.png and (with evaluations during training) curves.png into ``out``; the numbers, for
+    :func:`render`'s brief version."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = summarize(df, baseline, reps, updates)
-    md = render(s, df, meta)
-    (out / "report.md").write_text(md)
+    (out / "report.md").write_text(render(s, df, meta))
     (out / "headline.md").write_text("\n".join(headline_table(s)) + "\n")
     (out / "report.json").write_text(json.dumps(to_json(s, meta), indent=1) + "\n")
     plot_scores(s.scores, out / "scores.png")
     plot_aggregates(s.aggregates, out / "aggregates.png")
     plot_curves(df, out / "curves.png")
-    return md
+    return s
 
 
 def splice(path: Path, table_md: str, name: str, missing_ok: bool = False) -> bool:
@@ -400,4 +417,4 @@ def splice(path: Path, table_md: str, name: str, missing_ok: bool = False) -> bo
     return True
 
 
-__all__ = ["report_md", "splice", "write_report"]
+__all__ = ["render", "report_md", "splice", "write_report"]

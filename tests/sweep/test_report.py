@@ -115,7 +115,13 @@ def test_report_command_writes_markdown_and_plots_and_splices(tmp_path, capsys):
     assert "| **IQM** [95 % CI] | | " in head and "| P(agent > attention) [95 % CI] | | – | " in head
     assert "| updates per minute (median) | | 500 | 1000 |" in head and head.endswith("<!-- /HEADLINE -->\nafter\n")
     kept = "<!-- other -->\nkeep\n<!-- /other -->\n"
-    assert page.read_text() == f"# R\n<!-- tiny -->\n{md.strip()}\n<!-- /tiny -->\n{kept}"
+    # --splice puts the per-dataset and aggregate tables on the page and links the rest, relative to the page.
+    brief = md.split("\nEqual updates: ")[0].rstrip("\n")
+    machine = md.strip().splitlines()[-1]
+    link = "\n\nThe equal-updates reading of the evaluations during training, the final score at each target and the "
+    link += "minutes to a score are in the full report, [report.md](report/report.md).\n\n"
+    assert "Final score at each target" in md and "P(agent > attention)" in brief
+    assert page.read_text() == f"# R\n<!-- tiny -->\n{brief}{link}{machine}\n<!-- /tiny -->\n{kept}"
     for name in ("scores.png", "aggregates.png", "curves.png"):
         assert (out / name).stat().st_size > 1000
     strict = {"parse_constant": lambda c: pytest.fail(f"{c} in report.json: not JSON")}
