@@ -34,7 +34,18 @@ def test_equal_time_dt_keeps_dts_recipe_and_shares_the_budget():
     assert (mingru.layout, mingru.rtg_embed, mingru.lr_schedule) == ("stacked", "layernorm", "wsd")  # the recipe
     assert mingru.time_budget_min == 4 and tuple(mingru.eval_at_min) == (0.25, 0.5)
     _, dt_cpu = _config(exp, "dt-cpu")
-    assert (dt_cpu.layout, dt_cpu.rtg_embed, dt_cpu.lr) == ("interleaved", "joint", mingru.lr)  # its own set wins
+    assert (dt_cpu.layout, dt_cpu.rtg_embed, dt_cpu.lr, dt_cpu.warmup_steps) == ("interleaved", "joint", 6e-4, 100)
+    assert (mingru.lr, mingru.warmup_steps) == (3e-4, 300)  # dt-cpu's own set wins over the recipe it shares
+
+
+def test_equal_time_dt_cpu_is_the_probes_winner():
+    """experiments/dtcpu-probe.yaml's winner ran as dt-cpu's seeds 0-2 on the probe's datasets: the same config."""
+    equal_time = load_experiment(ROOT / "experiments" / "equal-time.yaml")
+    probe = load_experiment(ROOT / "experiments" / "dtcpu-probe.yaml")
+    for dataset in probe.datasets:
+        _, winner = _config(probe, "dt-cpu-lr6e-4-wu100", dataset)
+        _, dt_cpu = _config(equal_time, "dt-cpu", dataset)
+        assert dataclasses.asdict(dt_cpu) == dataclasses.asdict(winner)
 
 
 def test_equal_updates_reuses_dt_cpus_equal_time_runs_and_trains_the_others_to_a_fixed_count():
@@ -52,6 +63,24 @@ def test_equal_updates_reuses_dt_cpus_equal_time_runs_and_trains_the_others_to_a
         _, counted = _config(equal_updates, agent)
         assert (counted.steps, counted.time_budget_min, counted.lr_schedule) == (1250, 0, "wsd")
         assert (counted.backbone, counted.layout, counted.lr) == (timed.backbone, timed.layout, timed.lr)
+
+
+def test_short_recipe_probe_reuses_equal_updates_runs_and_changes_only_the_warm_up_and_rate():
+    """experiments/short-recipe-probe.yaml links the equal-updates runs of attention, minGRU and minLSTM as its
+    own-recipe agents, so they must resolve to the same configs; each -lr6e-4-wu100 agent differs from its own-recipe
+    twin in the learning rate and warm-up alone, which are dt-cpu's."""
+    probe = load_experiment(ROOT / "experiments" / "short-recipe-probe.yaml")
+    equal_updates = load_experiment(ROOT / "experiments" / "equal-updates.yaml")
+    _, dt_cpu = _config(equal_updates, "dt-cpu")
+    for dataset in probe.datasets:
+        for agent in ("attention", "mingru", "minlstm"):
+            _, own = _config(probe, agent, dataset)
+            _, linked = _config(equal_updates, agent, dataset)
+            assert dataclasses.asdict(own) == dataclasses.asdict(linked)
+            _, short = _config(probe, f"{agent}-lr6e-4-wu100", dataset)
+            assert (short.lr, short.warmup_steps) == (dt_cpu.lr, dt_cpu.warmup_steps) != (own.lr, own.warmup_steps)
+            short = dataclasses.replace(short, lr=own.lr, warmup_steps=own.warmup_steps)
+            assert dataclasses.asdict(short) == dataclasses.asdict(own)
 
 
 def test_an_agents_own_configs_and_set_go_last(tmp_path):
