@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("tables", nargs="+", help="tidy CSVs; PATH:agent1,agent2 takes only those agents' rows")
     p.add_argument("--baseline", nargs="+", metavar="AGENT",
                    help="the agent the probability of improvement and the time to score compare with; several: the "
-                   "strongest of them by IQM")  # fmt: skip
+                   "strongest of them by IQM, with P also against each of the others")  # fmt: skip
     p.add_argument("--out", required=True, help="the folder for report.md, report.json and the plots")
     p.add_argument("--name", help="the report's title (default: the first table's name)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default 2000)")

@@ -93,17 +93,16 @@ def aggregate_table(s: Summary) -> list[str]:
     seeds and datasets at or above the data, and updates per minute."""
     baseline, reps = s.baseline, s.reps
     agg = s.aggregates.set_index("agent")
-    poi = s.improvement.set_index("agent") if baseline else None
+    pois = [(b, frame.set_index("agent")) for b, frame in s.improvements()]
     at = s.at_data.set_index("agent")
     speed = s.speed.set_index("agent")
-    head = "| agent | IQM [95 % CI] | mean [95 % CI] | "
-    head += f"P(agent > {baseline}) [95 % CI] | " if baseline else ""
+    head = "| agent | IQM [95 % CI] | mean [95 % CI] | " + "".join(f"P(agent > {b}) [95 % CI] | " for b, _ in pois)
     lines = [head + "seeds at or above the data | datasets with ≥ half the seeds at or above | updates per minute |",
-             "|---|---|---|" + ("---|" if baseline else "") + "---|---|---|"]  # fmt: skip
+             "|---|---|---|" + "---|" * len(pois) + "---|---|---|"]  # fmt: skip
     for a in agg.index:
         g = agg.loc[a]
         row = [a, _interval(g["iqm"], g["iqm_lo"], g["iqm_hi"]), _interval(g["mean"], g["mean_lo"], g["mean_hi"])]
-        if baseline:
+        for _, poi in pois:
             row.append("–" if a not in poi.index else _interval(*poi.loc[a, ["poi", "lo", "hi"]], digits=2))
         row += [f"{at.loc[a, 'seeds_at']} of {at.loc[a, 'seeds']}", f"{at.loc[a, 'datasets_at']} of "
                 f"{at.loc[a, 'datasets']}"] if a in at.index else ["–", "–"]  # fmt: skip
@@ -122,8 +121,8 @@ def aggregate_table(s: Summary) -> list[str]:
               + (f"; P(agent > {baseline}): the probability that a run of the agent scores above a run of "
                  f"{baseline} on the same dataset, from every seed each has there, averaged over datasets "
                  "(Agarwal et al., 2021)" if baseline else "")
-              + (f"; {baseline} is the strongest of the baselines {', '.join(s.candidates)} by IQM"
-                 if len(s.candidates) > 1 else "")
+              + (f"; {baseline} is the strongest of the baselines {', '.join(s.candidates)} by IQM, and P is "
+                 "given against each" if len(s.candidates) > 1 else "")
               + ". Updates per minute: the runs' final update count over their minutes of update time, median "
               "(min–max)."]  # fmt: skip
     return lines
@@ -217,16 +216,17 @@ def _short_cell(r: pd.Series | None) -> str:
 
 def headline_table(s: Summary) -> list[str]:
     """Markdown lines for a README: per dataset the data's score and each agent's mean ± sample std (seeds at or
-    above the data), then rows for the IQM [95 % CI], P(agent > baseline) [95 % CI] and updates per minute."""
+    above the data), then rows for the IQM [95 % CI], P(agent > baseline) [95 % CI] for each baseline (the strongest
+    first) and updates per minute."""
     lines = _grid(s.per_dataset, _short_cell)
     agents = stats.agent_order(s.per_dataset["agent"])
     agg, speed = s.aggregates.set_index("agent"), s.speed.set_index("agent")
     iqm = [_interval(*agg.loc[a, ["iqm", "iqm_lo", "iqm_hi"]]) if a in agg.index else "–" for a in agents]
     lines.append("| **IQM** [95 % CI] | | " + " | ".join(iqm) + " |")
-    if s.baseline:
-        poi = s.improvement.set_index("agent")
+    for b, frame in s.improvements():
+        poi = frame.set_index("agent")
         cells = [_interval(*poi.loc[a, ["poi", "lo", "hi"]], digits=2) if a in poi.index else "–" for a in agents]
-        lines.append(f"| P(agent > {s.baseline}) [95 % CI] | | " + " | ".join(cells) + " |")
+        lines.append(f"| P(agent > {b}) [95 % CI] | | " + " | ".join(cells) + " |")
     per_min = [f"{speed.loc[a, 'median']:.0f}" if a in speed.index else "–" for a in agents]
     lines.append("| updates per minute (median) | | " + " | ".join(per_min) + " |")
     return lines

@@ -23,6 +23,7 @@ class Summary:
     per_dataset: pd.DataFrame  # stats.per_dataset of the final scores
     aggregates: pd.DataFrame  # stats.aggregates: IQM and mean with stratified-bootstrap intervals
     improvement: pd.DataFrame | None  # stats.improvement over the baseline; None without one
+    improvement_over_others: dict[str, pd.DataFrame]  # stats.improvement over each other candidate, by name
     at_data: pd.DataFrame  # stats.at_data_counts
     speed: pd.DataFrame  # stats.updates_per_minute
     equal_updates: int | None  # the common update count; None without evaluations during training
@@ -32,6 +33,12 @@ class Summary:
     baseline: str | None  # the strongest of the candidates by IQM
     candidates: tuple[str, ...]  # the baselines it was chosen from (one: given)
     reps: int
+
+    def improvements(self) -> list[tuple[str, pd.DataFrame]]:
+        """(baseline, stats.improvement over it) for the strongest candidate, then for each other one in the
+        order given: a report shows P against every baseline it was asked for, the strongest first."""
+        first = [(self.baseline, self.improvement)] if self.baseline else []
+        return first + list(self.improvement_over_others.items())
 
 
 def strongest(aggregates: pd.DataFrame, candidates: Sequence[str]) -> str:
@@ -64,6 +71,7 @@ def summarize(
         per_dataset=table,
         aggregates=agg,
         improvement=stats.improvement(scores, baseline, reps, LEVEL) if baseline else None,
+        improvement_over_others={b: stats.improvement(scores, b, reps, LEVEL) for b in candidates if b != baseline},
         at_data=stats.at_data_counts(table),
         speed=stats.updates_per_minute(scores),
         equal_updates=n,
@@ -108,6 +116,7 @@ def to_json(s: Summary, meta: dict) -> dict:
         "per_dataset": _records(s.per_dataset),
         "aggregates": _records(s.aggregates),
         "improvement": _records(s.improvement),
+        "improvement_over_others": {b: _records(frame) for b, frame in s.improvement_over_others.items()},
         "at_data": _records(s.at_data),
         "updates_per_minute": _records(s.speed),
         "equal_updates": None

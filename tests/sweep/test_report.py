@@ -9,7 +9,7 @@ import pytest
 from fakes import HOPPER_DATA, WALKER_DATA, fake_run
 from scipy import stats as sps
 
-from sweep import records, report
+from sweep import records, report, summary
 from sweep.__main__ import main
 
 
@@ -73,7 +73,19 @@ def test_several_baselines_compare_with_the_strongest_by_iqm(tmp_path):
     md = report.report_md(df, meta, ["attention", "mingru"], reps=50)
     agg = md.split("| agent | IQM")[1]
     assert "P(agent > mingru) [95 % CI]" in agg and "| attention | " in agg  # mingru's IQM is the higher
-    assert "mingru is the strongest of the baselines attention, mingru by IQM" in agg
+    assert "mingru is the strongest of the baselines attention, mingru by IQM, and P is given against each" in agg
+    # P against the other baseline too, after the strongest's: every pair of runs on both datasets has mingru above.
+    head = agg.splitlines()[0]
+    assert head.index("P(agent > mingru)") < head.index("P(agent > attention)")
+    s = summary.summarize(df, ["attention", "mingru"], reps=50)
+    assert [b for b, _ in s.improvements()] == ["mingru", "attention"]
+    over_attention = s.improvement_over_others["attention"].set_index("agent")
+    assert list(over_attention.index) == ["mingru"] and over_attention.loc["mingru", "poi"] == 1.0
+    assert s.improvement.set_index("agent").loc["attention", "poi"] == 0.0
+    rows = [line for line in report.headline_table(s) if line.startswith("| P(agent >")]
+    assert [r.split(")")[0] for r in rows] == ["| P(agent > mingru", "| P(agent > attention"]
+    assert rows[1].endswith("| – | 1.00 (1 seed) |")  # columns attention, mingru; walker2d has one seed each
+    assert summary.to_json(s, meta)["improvement_over_others"]["attention"][0]["poi"] == 1.0
     assert "P(agent > attention)" in report.report_md(df, meta, ["attention"], reps=50)
     with pytest.raises(ValueError, match="no baseline agent 'dt-cpu'"):
         report.report_md(df, meta, ["attention", "dt-cpu"])
