@@ -93,7 +93,7 @@ def aggregate_table(s: Summary) -> list[str]:
     seeds and datasets at or above the data, and updates per minute."""
     baseline, reps = s.baseline, s.reps
     agg = s.aggregates.set_index("agent")
-    pois = [(b, frame.set_index("agent")) for b, frame in s.improvements()]
+    pois = [(b, frame.set_index("agent")) for b, frame in s.improvements.items()]
     at = s.at_data.set_index("agent")
     speed = s.speed.set_index("agent")
     head = "| agent | IQM [95 % CI] | mean [95 % CI] | " + "".join(f"P(agent > {b}) [95 % CI] | " for b, _ in pois)
@@ -223,7 +223,7 @@ def headline_table(s: Summary) -> list[str]:
     agg, speed = s.aggregates.set_index("agent"), s.speed.set_index("agent")
     iqm = [_interval(*agg.loc[a, ["iqm", "iqm_lo", "iqm_hi"]]) if a in agg.index else "–" for a in agents]
     lines.append("| **IQM** [95 % CI] | | " + " | ".join(iqm) + " |")
-    for b, frame in s.improvements():
+    for b, frame in s.improvements.items():
         poi = frame.set_index("agent")
         cells = [_interval(*poi.loc[a, ["poi", "lo", "hi"]], digits=2) if a in poi.index else "–" for a in agents]
         lines.append(f"| P(agent > {b}) [95 % CI] | | " + " | ".join(cells) + " |")

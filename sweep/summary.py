@@ -22,8 +22,7 @@ class Summary:
     scores: pd.DataFrame  # stats.scores_of: one final score per run
     per_dataset: pd.DataFrame  # stats.per_dataset of the final scores
     aggregates: pd.DataFrame  # stats.aggregates: IQM and mean with stratified-bootstrap intervals
-    improvement: pd.DataFrame | None  # stats.improvement over the baseline; None without one
-    improvement_over_others: dict[str, pd.DataFrame]  # stats.improvement over each other candidate, by name
+    improvements: dict[str, pd.DataFrame]  # stats.improvement over each candidate, the strongest (baseline) first
     at_data: pd.DataFrame  # stats.at_data_counts
     speed: pd.DataFrame  # stats.updates_per_minute
     equal_updates: int | None  # the common update count; None without evaluations during training
@@ -34,11 +33,10 @@ class Summary:
     candidates: tuple[str, ...]  # the baselines it was chosen from (one: given)
     reps: int
 
-    def improvements(self) -> list[tuple[str, pd.DataFrame]]:
-        """(baseline, stats.improvement over it) for the strongest candidate, then for each other one in the
-        order given: a report shows P against every baseline it was asked for, the strongest first."""
-        first = [(self.baseline, self.improvement)] if self.baseline else []
-        return first + list(self.improvement_over_others.items())
+    @property
+    def improvement(self) -> pd.DataFrame | None:
+        """stats.improvement over the baseline, the strongest candidate; None without one."""
+        return self.improvements.get(self.baseline)
 
 
 def strongest(aggregates: pd.DataFrame, candidates: Sequence[str]) -> str:
@@ -66,12 +64,12 @@ def summarize(
     n, matched = stats.at_updates(df, updates) if (df["eval"] == "train").any() else (None, None)
     agg = stats.aggregates(scores, reps, LEVEL)
     baseline = strongest(agg, candidates) if candidates else None
+    order = [baseline, *(b for b in candidates if b != baseline)] if baseline else []
     return Summary(
         scores=scores,
         per_dataset=table,
         aggregates=agg,
-        improvement=stats.improvement(scores, baseline, reps, LEVEL) if baseline else None,
-        improvement_over_others={b: stats.improvement(scores, b, reps, LEVEL) for b in candidates if b != baseline},
+        improvements={b: stats.improvement(scores, b, reps, LEVEL) for b in order},
         at_data=stats.at_data_counts(table),
         speed=stats.updates_per_minute(scores),
         equal_updates=n,
@@ -116,7 +114,7 @@ def to_json(s: Summary, meta: dict) -> dict:
         "per_dataset": _records(s.per_dataset),
         "aggregates": _records(s.aggregates),
         "improvement": _records(s.improvement),
-        "improvement_over_others": {b: _records(frame) for b, frame in s.improvement_over_others.items()},
+        "improvement_over_others": {b: _records(frame) for b, frame in s.improvements.items() if b != s.baseline},
         "at_data": _records(s.at_data),
         "updates_per_minute": _records(s.speed),
         "equal_updates": None

@@ -78,8 +78,8 @@ def test_several_baselines_compare_with_the_strongest_by_iqm(tmp_path):
     head = agg.splitlines()[0]
     assert head.index("P(agent > mingru)") < head.index("P(agent > attention)")
     s = summary.summarize(df, ["attention", "mingru"], reps=50)
-    assert [b for b, _ in s.improvements()] == ["mingru", "attention"]
-    over_attention = s.improvement_over_others["attention"].set_index("agent")
+    assert list(s.improvements) == ["mingru", "attention"]
+    over_attention = s.improvements["attention"].set_index("agent")
     assert list(over_attention.index) == ["mingru"] and over_attention.loc["mingru", "poi"] == 1.0
     assert s.improvement.set_index("agent").loc["attention", "poi"] == 0.0
     rows = [line for line in report.headline_table(s) if line.startswith("| P(agent >")]
